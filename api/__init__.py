@@ -1,0 +1,1 @@
+"""The portal (FastAPI): built in the portal issue."""

@@ -1,0 +1,1 @@
+"""Simulated BeNext gateways and Maxem meters with realistic daily profiles."""

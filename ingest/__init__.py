@@ -1,0 +1,1 @@
+"""The ingest service: MQTT over mutual TLS in, batched TimescaleDB writes out."""

@@ -1,0 +1,32 @@
+"""`thuis ingest`: run the MQTT to TimescaleDB ingest service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from ingest.service import serve
+from thuis.certs import INGEST_IDENTITY
+from thuis.settings import IngestSettings, MqttClientSettings
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Describe the ingest's configuration, which comes from the environment."""
+    parser.epilog = (
+        "Configured by environment variables: THUIS_DATABASE_URL (required), THUIS_MQTT_HOST, "
+        "THUIS_MQTT_PORT, THUIS_MQTT_CA_FILE, THUIS_MQTT_CERT_FILE, THUIS_MQTT_KEY_FILE (required), THUIS_RECEIVE_MAXIMUM, "
+        "THUIS_BATCH_MAX_MESSAGES, THUIS_BATCH_LINGER_S, THUIS_MAX_PAYLOAD_BYTES."
+    )
+    parser.add_argument(
+        "--client-id",
+        default=INGEST_IDENTITY,
+        help="MQTT client id; the broker replaces it with the certificate's CN (default: %(default)s)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run until SIGTERM or SIGINT."""
+    settings = IngestSettings()  # type: ignore[call-arg]  # required fields come from the environment
+    mqtt = MqttClientSettings()  # type: ignore[call-arg]
+    asyncio.run(serve(settings, mqtt, client_id=args.client_id))
+    return 0

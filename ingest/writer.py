@@ -1,0 +1,341 @@
+"""Check a batch of received messages and write it in one transaction: readings, events and quarantine."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from ingest import queries
+from ingest.decode import Decoded, DecodeError, Reading, TopicAddress, decode, parse_topic
+from ingest.gateways import GatewayDirectory, GatewayRecord
+from ingest.mqtt import ReceivedMessage
+from thuis.db import Connection
+
+log = logging.getLogger(__name__)
+
+FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+# SQLSTATE classes that say "this data cannot be stored", as opposed to "the database is unavailable":
+# data exception, integrity constraint violation, program limit exceeded.
+DATA_ERROR_CLASSES = ("22", "23", "54")
+MAX_QUARANTINE_TOPIC = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A message that passed every check, with the gateway that sent it."""
+
+    message: ReceivedMessage
+    gateway: GatewayRecord
+    decoded: Decoded
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message that goes to quarantine, and why."""
+
+    message: ReceivedMessage
+    reason: str
+    gateway_serial: str | None
+    known_gateway: bool
+
+
+@dataclass
+class BatchResult:
+    """What one committed batch did."""
+
+    messages: int = 0
+    readings_offered: int = 0
+    readings_stored: int = 0
+    quarantined: int = 0
+
+
+@dataclass
+class _Rows:
+    """Column arrays for the batch's multi-row statements."""
+
+    energy: tuple[list[object], ...] = field(default_factory=lambda: ([], [], [], [], []))
+    smart_home: tuple[list[object], ...] = field(default_factory=lambda: ([], [], [], [], []))
+    events: tuple[list[object], ...] = field(default_factory=lambda: ([], [], [], []))
+    seen: dict[str, tuple[dt.datetime, str | None]] = field(default_factory=dict)
+
+
+def received_time(message: ReceivedMessage) -> dt.datetime:
+    """Return when the ingest received a message, as a UTC datetime."""
+    return dt.datetime.fromtimestamp(message.received_at, dt.UTC)
+
+
+def is_data_error(error: BaseException) -> bool:
+    """Say whether a database error is about the data (retrying cannot help) rather than availability."""
+    sqlstate = getattr(error, "sqlstate", None)
+    return isinstance(error, asyncpg.PostgresError) and str(sqlstate)[:2] in DATA_ERROR_CLASSES
+
+
+class BatchWriter:
+    """Turn batches of MQTT messages into committed rows."""
+
+    def __init__(self, *, gateways: GatewayDirectory, max_payload_bytes: int) -> None:
+        self._gateways = gateways
+        self._max_payload_bytes = max_payload_bytes
+        self._device_ids: dict[tuple[str, str], int] = {}
+
+    async def write(self, conn: Connection, batch: Sequence[ReceivedMessage]) -> BatchResult:
+        """Write a batch; a message the database refuses is isolated and quarantined, the rest stored."""
+        try:
+            return await self._write_once(conn, batch)
+        except asyncpg.PostgresError as err:
+            if not is_data_error(err):
+                raise
+            if len(batch) == 1:
+                log.warning("database refused a message on %s: %s", batch[0].topic, err)
+                rejected = Rejected(
+                    batch[0], f"database refused the message: {err}", None, known_gateway=False
+                )
+                return await self._write_rejections(conn, [rejected])
+            middle = len(batch) // 2
+            first = await self.write(conn, batch[:middle])
+            second = await self.write(conn, batch[middle:])
+            return _combine(first, second)
+
+    async def _write_once(self, conn: Connection, batch: Sequence[ReceivedMessage]) -> BatchResult:
+        accepted, rejected = await self._classify(conn, batch)
+        rows = _Rows()
+        new_devices = self._collect_rows(accepted, rejected, rows)
+        result = BatchResult(messages=len(batch), quarantined=len(rejected))
+        async with conn.transaction():
+            device_ids = await self._resolve_devices(conn, new_devices)
+            if device_ids:
+                _fill_device_ids(rows, device_ids)
+            result.readings_offered = len(rows.energy[0]) + len(rows.smart_home[0])
+            result.readings_stored = await _insert_readings(conn, rows)
+            if rows.events[0]:
+                await conn.execute(queries.INSERT_CONNECTIVITY_EVENTS, *rows.events)
+            if rejected:
+                await conn.execute(queries.UPSERT_QUARANTINE, *_quarantine_columns(rejected))
+            if rows.seen:
+                serials = list(rows.seen)
+                await conn.execute(
+                    queries.UPDATE_GATEWAYS_SEEN,
+                    serials,
+                    [rows.seen[serial][0] for serial in serials],
+                    [rows.seen[serial][1] for serial in serials],
+                )
+        # Only now that the rows exist may their ids serve later batches.
+        self._device_ids.update(device_ids)
+        return result
+
+    async def _write_rejections(self, conn: Connection, rejected: list[Rejected]) -> BatchResult:
+        async with conn.transaction():
+            await conn.execute(queries.UPSERT_QUARANTINE, *_quarantine_columns(rejected))
+        return BatchResult(messages=len(rejected), quarantined=len(rejected))
+
+    async def _classify(
+        self, conn: Connection, batch: Sequence[ReceivedMessage]
+    ) -> tuple[list[Accepted], list[Rejected]]:
+        addresses: list[TopicAddress | DecodeError] = []
+        for message in batch:
+            try:
+                addresses.append(parse_topic(message.topic))
+            except DecodeError as err:
+                addresses.append(err)
+        serials = {address.gateway_serial for address in addresses if isinstance(address, TopicAddress)}
+        gateways = await self._gateways.lookup(conn, serials) if serials else {}
+        accepted: list[Accepted] = []
+        rejected: list[Rejected] = []
+        for message, address in zip(batch, addresses, strict=True):
+            if isinstance(address, DecodeError):
+                rejected.append(Rejected(message, address.reason, None, known_gateway=False))
+                continue
+            try:
+                gateway, decoded = self._check(message, address, gateways.get(address.gateway_serial))
+            except DecodeError as err:
+                known = gateways.get(address.gateway_serial) is not None
+                rejected.append(Rejected(message, err.reason, address.gateway_serial, known_gateway=known))
+                continue
+            accepted.append(Accepted(message, gateway, decoded))
+        return accepted, rejected
+
+    def _check(
+        self, message: ReceivedMessage, address: TopicAddress, gateway: GatewayRecord | None
+    ) -> tuple[GatewayRecord, Decoded]:
+        if gateway is None:
+            raise DecodeError(f"unknown gateway serial {address.gateway_serial!r}")
+        if gateway.vendor != address.vendor:
+            raise DecodeError(
+                f"gateway {address.gateway_serial!r} is registered as {gateway.vendor}, not {address.vendor}"
+            )
+        size = len(message.payload)
+        if size > self._max_payload_bytes:
+            raise DecodeError(f"payload of {size} bytes exceeds the {self._max_payload_bytes}-byte limit")
+        decoded = decode(address, message.payload)
+        received_at = received_time(message)
+        times = [reading.measured_at for reading in decoded.readings]
+        if decoded.status is not None and decoded.status.occurred_at is not None:
+            times.append(decoded.status.occurred_at)
+        for measured_at in times:
+            _check_time(measured_at, received_at=received_at, gateway=gateway)
+        return gateway, decoded
+
+    def _collect_rows(
+        self, accepted: list[Accepted], rejected: list[Rejected], rows: _Rows
+    ) -> dict[tuple[str, str], str]:
+        """Fill the column arrays; return the devices not yet known, with their kind."""
+        new_devices: dict[tuple[str, str], str] = {}
+        for item in accepted:
+            serial = item.gateway.gateway_serial
+            received_at = received_time(item.message)
+            status = item.decoded.status
+            firmware = status.firmware if status is not None and status.online else None
+            _note_seen(rows, serial, received_at, firmware)
+            if status is not None:
+                occurred_at = status.occurred_at or received_at
+                _append(rows.events, occurred_at, serial, "online" if status.online else "offline", None)
+            for reading in item.decoded.readings:
+                key = (serial, reading.device_key)
+                device_id = self._device_ids.get(key)
+                if device_id is None:
+                    new_devices[key] = reading.device_kind
+                _append_reading(rows, reading, device_id, key, item.gateway.site_id)
+        for refused in rejected:
+            if refused.known_gateway and refused.gateway_serial is not None:
+                received_at = received_time(refused.message)
+                _append(rows.events, received_at, refused.gateway_serial, "decode_error", refused.reason)
+                _note_seen(rows, refused.gateway_serial, received_at, None)
+        return new_devices
+
+    async def _resolve_devices(
+        self, conn: Connection, new_devices: dict[tuple[str, str], str]
+    ) -> dict[tuple[str, str], int]:
+        if not new_devices:
+            return {}
+        keys = list(new_devices)
+        records = await conn.fetch(
+            queries.UPSERT_DEVICES,
+            [serial for serial, _ in keys],
+            [device_key for _, device_key in keys],
+            list(new_devices.values()),
+        )
+        return {(row["gateway_serial"], row["device_key"]): row["device_id"] for row in records}
+
+
+def _check_time(measured_at: dt.datetime, *, received_at: dt.datetime, gateway: GatewayRecord) -> None:
+    ahead = measured_at - received_at
+    if ahead > FUTURE_TOLERANCE:
+        raise DecodeError(
+            f"measurement time {measured_at.isoformat()} is {ahead.total_seconds():.0f} s ahead of the "
+            f"ingest clock (at most {FUTURE_TOLERANCE.total_seconds():.0f} s allowed)"
+        )
+    if measured_at < gateway.registered_at:
+        raise DecodeError(
+            f"measurement time {measured_at.isoformat()} is before gateway {gateway.gateway_serial!r} was "
+            f"registered ({gateway.registered_at.isoformat()})"
+        )
+
+
+def _append(columns: tuple[list[object], ...], *values: object) -> None:
+    for column, value in zip(columns, values, strict=True):
+        column.append(value)
+
+
+# A reading whose device has no id yet carries its device key; the id is filled in after the upsert.
+def _append_reading(
+    rows: _Rows, reading: Reading, device_id: int | None, key: tuple[str, str], site_id: int
+) -> None:
+    columns = rows.energy if reading.table == "energy_readings" else rows.smart_home
+    _append(
+        columns,
+        reading.measured_at,
+        device_id if device_id is not None else key,
+        site_id,
+        reading.value,
+        reading.metric,
+    )
+
+
+def _fill_device_ids(rows: _Rows, device_ids: dict[tuple[str, str], int]) -> None:
+    for columns in (rows.energy, rows.smart_home):
+        ids = columns[1]
+        for index, device in enumerate(ids):
+            if isinstance(device, tuple):
+                ids[index] = device_ids[device]
+
+
+def _note_seen(rows: _Rows, serial: str, seen_at: dt.datetime, firmware: str | None) -> None:
+    previous = rows.seen.get(serial)
+    if previous is None:
+        rows.seen[serial] = (seen_at, firmware)
+    else:
+        rows.seen[serial] = (max(previous[0], seen_at), firmware or previous[1])
+
+
+async def _insert_readings(conn: Connection, rows: _Rows) -> int:
+    stored = 0
+    for statement, columns in (
+        (queries.INSERT_ENERGY_READINGS, rows.energy),
+        (queries.INSERT_SMART_HOME_READINGS, rows.smart_home),
+    ):
+        if columns[0]:
+            status = await conn.execute(statement, *columns)
+            stored += int(status.rsplit(" ", 1)[1])
+    return stored
+
+
+def _quarantine_columns(rejected: list[Rejected]) -> tuple[list[object], ...]:
+    """Merge identical bad messages (same topic and bytes) into one row that counts them."""
+    merged: dict[tuple[str, bytes], _QuarantineRow] = {}
+    for item in rejected:
+        # An MQTT topic may be 64 KiB long; keep enough to recognise it and stay within index limits.
+        topic = item.message.topic[:MAX_QUARANTINE_TOPIC]
+        digest = hashlib.sha256(item.message.payload).digest()
+        received_at = received_time(item.message)
+        row = merged.get((topic, digest))
+        if row is None:
+            merged[(topic, digest)] = _QuarantineRow(
+                topic,
+                item.gateway_serial,
+                item.message.payload,
+                digest,
+                item.reason,
+                received_at,
+                received_at,
+            )
+        else:
+            row.last_received_at = max(row.last_received_at, received_at)
+            row.times_received += 1
+    rows = list(merged.values())
+    return (
+        [row.topic for row in rows],
+        [row.gateway_serial for row in rows],
+        [row.payload for row in rows],
+        [row.payload_sha256 for row in rows],
+        [len(row.payload) for row in rows],
+        [row.reason for row in rows],
+        [row.received_at for row in rows],
+        [row.last_received_at for row in rows],
+        [row.times_received for row in rows],
+    )
+
+
+@dataclass
+class _QuarantineRow:
+    topic: str
+    gateway_serial: str | None
+    payload: bytes
+    payload_sha256: bytes
+    reason: str
+    received_at: dt.datetime
+    last_received_at: dt.datetime
+    times_received: int = 1
+
+
+def _combine(first: BatchResult, second: BatchResult) -> BatchResult:
+    return BatchResult(
+        messages=first.messages + second.messages,
+        readings_offered=first.readings_offered + second.readings_offered,
+        readings_stored=first.readings_stored + second.readings_stored,
+        quarantined=first.quarantined + second.quarantined,
+    )

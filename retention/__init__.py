@@ -1,0 +1,1 @@
+"""The retention worker: built in the retention issue."""

@@ -1,0 +1,1 @@
+"""Subcommands of the `thuis` command line that belong to no single process."""

@@ -1,0 +1,56 @@
+"""Settings for every Thuis process, read from `THUIS_`-prefixed environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "password", "postgres", "secret", "thuis"})
+
+
+class ThuisSettings(BaseSettings):
+    """Settings shared by every process: where it runs and which database it uses."""
+
+    model_config = SettingsConfigDict(env_prefix="THUIS_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "production"
+    database_url: SecretStr = Field(description="postgresql:// URL of the TimescaleDB database")
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_password(self) -> ThuisSettings:
+        password = urlsplit(self.database_url.get_secret_value()).password
+        if self.environment == "production" and password in PLACEHOLDER_SECRETS:
+            raise ValueError("THUIS_DATABASE_URL carries a placeholder password; set a real secret")
+        return self
+
+
+class MqttClientSettings(BaseSettings):
+    """How a process reaches the broker: mutual TLS with its own certificate."""
+
+    model_config = SettingsConfigDict(env_prefix="THUIS_MQTT_", extra="ignore")
+
+    host: str = "localhost"
+    port: int = 8883
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    keepalive_s: int = 30
+
+
+class IngestSettings(ThuisSettings):
+    """Settings of `thuis ingest`."""
+
+    # Each Thuis ingest process has its own certificate; the broker uses its CN as username and client id.
+    session_expiry_s: int = 7 * 24 * 3600
+    # MQTT v5 Receive Maximum: how many unacknowledged messages the broker may have in flight to us.
+    # It bounds the ingest's buffer: the broker holds the rest until we acknowledge.
+    receive_maximum: int = Field(default=2000, ge=1, le=65535)
+    batch_max_messages: int = Field(default=1000, ge=1)
+    batch_linger_s: float = Field(default=0.05, ge=0)
+    max_payload_bytes: int = Field(default=64 * 1024, ge=256)
+    gateway_cache_ttl_s: float = Field(default=30.0, ge=0)
+    database_pool_size: int = Field(default=2, ge=1)

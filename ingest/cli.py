@@ -14,8 +14,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Describe the ingest's configuration, which comes from the environment."""
     parser.epilog = (
         "Configured by environment variables: THUIS_DATABASE_URL (required), THUIS_MQTT_HOST, "
-        "THUIS_MQTT_PORT, THUIS_MQTT_CA_FILE, THUIS_MQTT_CERT_FILE, THUIS_MQTT_KEY_FILE (required), THUIS_RECEIVE_MAXIMUM, "
-        "THUIS_BATCH_MAX_MESSAGES, THUIS_BATCH_LINGER_S, THUIS_MAX_PAYLOAD_BYTES."
+        "THUIS_MQTT_PORT, THUIS_MQTT_CA_FILE, THUIS_MQTT_CERT_FILE, THUIS_MQTT_KEY_FILE (required), "
+        "THUIS_RECEIVE_MAXIMUM, THUIS_BATCH_MAX_MESSAGES, THUIS_BATCH_LINGER_S, THUIS_MAX_PAYLOAD_BYTES."
     )
     parser.add_argument(
         "--client-id",

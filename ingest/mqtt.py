@@ -189,7 +189,10 @@ class MqttReceiver:
     ) -> None:
         self.connected.clear()
         self.subscribed.clear()
-        log.warning("disconnected from the broker: %s", reason_code)
+        if reason_code.is_failure:
+            log.warning("disconnected from the broker: %s", reason_code)
+        else:
+            log.info("disconnected from the broker")
 
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         with self._lock:

@@ -57,9 +57,9 @@ def template_database(pg_cluster: PostgresCluster) -> str:
     """Migrate once into a template; every test gets a copy of it."""
     with psycopg.connect(pg_cluster.dsn("postgres"), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {TEMPLATE_DATABASE}")
-        set_role_password(conn, role="thuis_ingest", password=INGEST_PASSWORD)
     migrate(pg_cluster.dsn(TEMPLATE_DATABASE))
     with psycopg.connect(pg_cluster.dsn("postgres"), autocommit=True) as conn:
+        set_role_password(conn, role="thuis_ingest", password=INGEST_PASSWORD)
         # TimescaleDB's scheduler keeps a connection to every database with the extension; a template
         # must have none, so it refuses connections from now on.
         conn.execute(f"ALTER DATABASE {TEMPLATE_DATABASE} WITH ALLOW_CONNECTIONS false")

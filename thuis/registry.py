@@ -18,7 +18,7 @@ INSERT_GATEWAY = """
 INSERT INTO gateways (gateway_serial, vendor, site_id, registered_at)
 VALUES (%s, %s, %s, coalesce(%s, now()))
 """
-SELECT_GATEWAY = "SELECT gateway_serial FROM gateways WHERE gateway_serial = %s"
+SELECT_GATEWAY = "SELECT gateway_serial, vendor, site_id FROM gateways WHERE gateway_serial = %s"
 
 
 class RegistryError(Exception):
@@ -40,6 +40,12 @@ def create_site(conn: psycopg.Connection, *, label: str, time_zone: str = "Europ
     return site_id
 
 
+def find_gateway(conn: psycopg.Connection, *, gateway_serial: str) -> RegisteredGateway | None:
+    """Return a registered gateway, or None."""
+    row = conn.execute(SELECT_GATEWAY, (gateway_serial,)).fetchone()
+    return None if row is None else RegisteredGateway(*row)
+
+
 def register_gateway(
     conn: psycopg.Connection,
     *,
@@ -53,7 +59,7 @@ def register_gateway(
         raise RegistryError(f"vendor must be one of {', '.join(VENDORS)}, not {vendor!r}")
     if not GATEWAY_SERIAL.fullmatch(gateway_serial):
         raise RegistryError(f"gateway serial {gateway_serial!r} is malformed")
-    if conn.execute(SELECT_GATEWAY, (gateway_serial,)).fetchone() is not None:
+    if find_gateway(conn, gateway_serial=gateway_serial) is not None:
         raise RegistryError(f"gateway {gateway_serial} is already registered")
     conn.execute(INSERT_GATEWAY, (gateway_serial, vendor, site_id, registered_at))
     return RegisteredGateway(gateway_serial, vendor, site_id)

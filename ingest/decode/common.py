@@ -145,4 +145,4 @@ def rfc3339(value: object, *, path: str) -> dt.datetime:
 
 
 def _bound(value: float) -> str:
-    return str(int(value)) if value.is_integer() else str(value)
+    return str(int(value)) if float(value).is_integer() else str(value)

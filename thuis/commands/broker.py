@@ -12,8 +12,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add `config`."""
     actions = parser.add_subparsers(dest="broker_action", metavar="ACTION", required=True)
     config = actions.add_parser("config", help="print mosquitto.conf for the given paths")
-    config.add_argument("--config-dir", type=Path, required=True,
-                        help="directory with ca.crt, broker.crt, broker.key and acl")
+    config.add_argument(
+        "--config-dir", type=Path, required=True, help="directory with ca.crt, broker.crt, broker.key and acl"
+    )
     config.add_argument("--data-dir", type=Path, required=True, help="directory for the persistence file")
     config.add_argument("--port", type=int, default=8883)
     config.add_argument("--bind", default="0.0.0.0", help="address to listen on (default: %(default)s)")  # noqa: S104
@@ -25,8 +26,12 @@ def run(args: argparse.Namespace) -> int:
     """Print the rendered configuration."""
     print(  # noqa: T201 - the command's output
         render_broker_config(
-            config_dir=args.config_dir, data_dir=args.data_dir, port=args.port, bind_address=args.bind,
-            max_queued_messages=args.max_queued_messages, max_packet_size=args.max_packet_size,
+            config_dir=args.config_dir,
+            data_dir=args.data_dir,
+            port=args.port,
+            bind_address=args.bind,
+            max_queued_messages=args.max_queued_messages,
+            max_packet_size=args.max_packet_size,
         ),
         end="",
     )

@@ -16,11 +16,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add `init` and `gateway`."""
     actions = parser.add_subparsers(dest="certs_action", metavar="ACTION", required=True)
     init = actions.add_parser(
-        "init", help="create the CA, the broker's and the ingest's certificates where missing",
+        "init",
+        help="create the CA, the broker's and the ingest's certificates where missing",
     )
     init.add_argument("--dir", type=Path, required=True, help="directory for keys and certificates")
     init.add_argument(
-        "--san", action="append", default=[], metavar="NAME",
+        "--san",
+        action="append",
+        default=[],
+        metavar="NAME",
         help="another DNS name or IP address of the broker (repeatable; localhost and 127.0.0.1 always)",
     )
     gateway = actions.add_parser("gateway", help="issue a client certificate whose CN is a gateway serial")

@@ -23,7 +23,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     site.add_argument("--new-site", metavar="LABEL", help="create a site with this label")
     register.add_argument("--time-zone", default="Europe/Amsterdam", help="of a new site")
     register.add_argument(
-        "--registered-at", type=dt.datetime.fromisoformat, default=None,
+        "--registered-at",
+        type=dt.datetime.fromisoformat,
+        default=None,
         help="ISO time from which the gateway's readings are accepted (default: now)",
     )
 
@@ -41,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
         with psycopg.connect(url) as conn:
             site_id = args.site_id or create_site(conn, label=args.new_site, time_zone=args.time_zone)
             register_gateway(
-                conn, gateway_serial=args.serial, vendor=args.vendor, site_id=site_id,
+                conn,
+                gateway_serial=args.serial,
+                vendor=args.vendor,
+                site_id=site_id,
                 registered_at=args.registered_at,
             )
     except RegistryError as err:

@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the optional database URL."""
     parser.add_argument(
-        "--database-url", default=None,
+        "--database-url",
+        default=None,
         help="postgresql:// URL of a role that owns the schema (default: THUIS_DATABASE_URL)",
     )
 

@@ -33,6 +33,10 @@ install_debian_packages() {
         cmake make gcc libssl-dev dpkg-dev
         mosquitto mosquitto-clients
     )
+    # The project needs Python 3.11 or newer with venv; Debian bookworm's python3 is 3.11.
+    if ! python3 -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        wanted+=(python3 python3-venv)
+    fi
     local missing
     missing=$(missing_packages "${wanted[@]}")
     [ -z "$missing" ] && return 0
@@ -103,8 +107,11 @@ install_virtualenv() {
     fi
     say "installing the project and its dev extras into $venv"
     [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install -q --upgrade pip
-    "$venv/bin/python" -m pip install -q -e "$repo[dev]"
+    local log=$venv/pip-install.log
+    {
+        "$venv/bin/python" -m pip install --upgrade pip &&
+        "$venv/bin/python" -m pip install -e "$repo[dev]"
+    } >"$log" 2>&1 || { tail -n 40 "$log" >&2; say "installing the project failed; see $log"; exit 1; }
     printf '%s\n' "$digest" >"$stamp"
 }
 

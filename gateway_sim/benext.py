@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -104,7 +105,7 @@ def _battery(rng: random.Random) -> Battery:
     return Battery(life_days=rng.uniform(300.0, 700.0), phase=rng.random())
 
 
-class Node:
+class Node(abc.ABC):
     """A Z-Wave node: its id, type, and values at a moment."""
 
     node_type: NodeType
@@ -113,9 +114,9 @@ class Node:
         self.node_id = node_id
         self.home = home
 
+    @abc.abstractmethod
     def values(self, epoch_ms: int) -> dict[str, Value]:
         """Return the node's values at a moment, in payload order."""
-        raise NotImplementedError
 
     def noise(self, name: str, epoch_ms: int) -> float:
         """Return stable noise in [-0.5, 0.5) for one value of this node at a moment."""

@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _provision(args: argparse.Namespace, certs_dir: Path) -> None:
-    database_url = ThuisSettings().database_url.get_secret_value()  # type: ignore[call-arg]
+    database_url = ThuisSettings().database_url.get_secret_value()
     with psycopg.connect(database_url, autocommit=False) as conn:
         # Back-filled readings must not predate the registration, or the ingest quarantines them.
         provision(

@@ -26,7 +26,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM or SIGINT."""
-    settings = IngestSettings()  # type: ignore[call-arg]  # required fields come from the environment
-    mqtt = MqttClientSettings()  # type: ignore[call-arg]
+    settings = IngestSettings()
+    mqtt = MqttClientSettings()
     asyncio.run(serve(settings, mqtt, client_id=args.client_id))
     return 0

@@ -64,7 +64,7 @@ def expected_rows(messages: Iterable[SimMessage], site_of: dict[str, int]) -> Co
 
 async def stored_rows(conn: asyncpg.Connection) -> Counter[StoredReading]:
     """Return every stored reading with its gateway, device and site, as a multiset."""
-    return Counter(tuple(row) for row in await conn.fetch(STORED_READINGS))  # type: ignore[misc]
+    return Counter(tuple(row) for row in await conn.fetch(STORED_READINGS))
 
 
 async def count_readings(conn: asyncpg.Connection) -> int:

@@ -66,7 +66,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--benext", type=int, default=3, help="simulated BeNext gateways (default: %(default)s)")
     up.add_argument("--maxem", type=int, default=3, help="simulated Maxem meters (default: %(default)s)")
     up.add_argument("--rate", type=float, default=6.0, help="simulated messages per second in all")
-    up.add_argument("--interval", type=float, default=10.0, help="seconds between a gateway's reports")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,19 +115,8 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
                 prefix="sim",
                 registered_at=None,
             )
-        sim = [
-            "sim",
-            "--benext",
-            str(args.benext),
-            "--maxem",
-            str(args.maxem),
-            "--rate",
-            str(args.rate),
-            "--interval",
-            str(args.interval),
-            "--certs",
-            str(paths.certs),
-        ]
+        fleet = ["--benext", str(args.benext), "--maxem", str(args.maxem)]
+        sim = ["sim", *fleet, "--rate", str(args.rate), "--certs", str(paths.certs)]
         children.append(_spawn(sim, environment, paths.logs / "sim.log"))
         _say_where_to_look(paths, cluster, broker)
         while not stop.wait(1.0):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import ssl
@@ -24,10 +25,6 @@ GATEWAY_TOPICS = ("benext/+/#", "maxem/+/#")
 QUEUE_SLACK = 256
 
 
-class MqttError(Exception):
-    """The broker could not be reached or refused us."""
-
-
 @dataclass(frozen=True, slots=True)
 class ReceivedMessage:
     """One message as it came off the wire, with what is needed to acknowledge it later."""
@@ -36,7 +33,7 @@ class ReceivedMessage:
     payload: bytes
     mid: int
     qos: int
-    received_at: float  # seconds since the epoch
+    received_at: dt.datetime  # when paho handed it to us, UTC
     connection: int  # which connection it arrived on; an ack is only valid on that one
 
 
@@ -202,7 +199,7 @@ class MqttReceiver:
             payload=bytes(message.payload),
             mid=message.mid,
             qos=message.qos,
-            received_at=time.time(),
+            received_at=dt.datetime.now(dt.UTC),
             connection=connection,
         )
         # Blocks paho's thread only if the queue is full, which the Receive Maximum window prevents for

@@ -64,11 +64,6 @@ class _Rows:
     seen: dict[str, tuple[dt.datetime, str | None]] = field(default_factory=dict)
 
 
-def received_time(message: ReceivedMessage) -> dt.datetime:
-    """Return when the ingest received a message, as a UTC datetime."""
-    return dt.datetime.fromtimestamp(message.received_at, dt.UTC)
-
-
 def is_data_error(error: BaseException) -> bool:
     """Say whether a database error is about the data (retrying cannot help) rather than availability."""
     sqlstate = getattr(error, "sqlstate", None)
@@ -172,12 +167,11 @@ class BatchWriter:
         if size > self._max_payload_bytes:
             raise DecodeError(f"payload of {size} bytes exceeds the {self._max_payload_bytes}-byte limit")
         decoded = decode(address, message.payload)
-        received_at = received_time(message)
         times = [reading.measured_at for reading in decoded.readings]
         if decoded.status is not None and decoded.status.occurred_at is not None:
             times.append(decoded.status.occurred_at)
         for measured_at in times:
-            _check_time(measured_at, received_at=received_at, gateway=gateway)
+            _check_time(measured_at, received_at=message.received_at, gateway=gateway)
         return gateway, decoded
 
     def _collect_rows(
@@ -187,7 +181,7 @@ class BatchWriter:
         new_devices: dict[tuple[str, str], str] = {}
         for item in accepted:
             serial = item.gateway.gateway_serial
-            received_at = received_time(item.message)
+            received_at = item.message.received_at
             status = item.decoded.status
             firmware = status.firmware if status is not None and status.online else None
             _note_seen(rows, serial, received_at, firmware)
@@ -202,7 +196,7 @@ class BatchWriter:
                 _append_reading(rows, reading, device_id, key, item.gateway.site_id)
         for refused in rejected:
             if refused.known_gateway and refused.gateway_serial is not None:
-                received_at = received_time(refused.message)
+                received_at = refused.message.received_at
                 _append(rows.events, received_at, refused.gateway_serial, "decode_error", refused.reason)
                 _note_seen(rows, refused.gateway_serial, received_at, None)
         return new_devices
@@ -291,7 +285,7 @@ def _quarantine_columns(rejected: list[Rejected]) -> tuple[list[object], ...]:
         # An MQTT topic may be 64 KiB long; keep enough to recognise it and stay within index limits.
         topic = item.message.topic[:MAX_QUARANTINE_TOPIC]
         digest = hashlib.sha256(item.message.payload).digest()
-        received_at = received_time(item.message)
+        received_at = item.message.received_at
         row = merged.get((topic, digest))
         if row is None:
             merged[(topic, digest)] = _QuarantineRow(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 
 import asyncpg
 import orjson
@@ -28,7 +27,7 @@ def report(node: int, temperature: float, *, serial: str = "BNX-0001", minutes: 
         payload=orjson.dumps(payload),
         mid=node,
         qos=1,
-        received_at=time.time(),
+        received_at=dt.datetime.now(dt.UTC),
         connection=1,
     )
 

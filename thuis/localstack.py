@@ -80,8 +80,6 @@ class PostgresCluster:
 
     def __post_init__(self) -> None:
         self._user = service_user("postgres")
-        if self.log_file is None:
-            self.log_file = self.data_dir.parent / "postgresql.log"
 
     @property
     def superuser(self) -> str:

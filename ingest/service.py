@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import signal
@@ -13,13 +14,20 @@ from dataclasses import dataclass
 import asyncpg
 
 from ingest.gateways import GatewayDirectory
+from ingest.metrics import Health, IngestMetrics, StatusServer
 from ingest.mqtt import MqttReceiver, ReceivedMessage
 from ingest.writer import BatchResult, BatchWriter
 from thuis.settings import IngestSettings, MqttClientSettings
 
 log = logging.getLogger(__name__)
 
+# Batches whose commit is under way, oldest first: acknowledgements must go out in this order.
+InFlight = collections.deque[tuple[list[ReceivedMessage], "asyncio.Task[BatchResult | None]"]]
+# Deadlock detected, serialization failure: the transaction can simply run again.
+RETRY_AT_ONCE_SQLSTATES = frozenset({"40P01", "40001"})
+
 POLL_TIMEOUT_S = 0.2
+HEALTH_CHECK_TIMEOUT_S = 2.0
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0)
 STATS_INTERVAL_S = 10.0
 
@@ -50,7 +58,8 @@ async def open_pool(settings: IngestSettings) -> AsyncIterator[asyncpg.Pool]:
             pool = await asyncpg.create_pool(
                 settings.database_url.get_secret_value(),
                 min_size=1,
-                max_size=settings.database_pool_size,
+                # One connection per batch in flight, and one for lookups and health checks.
+                max_size=max(settings.database_pool_size, settings.commit_pipeline + 1),
                 command_timeout=60,
             )
             break
@@ -74,12 +83,15 @@ class IngestService:
             client_id=client_id,
             session_expiry_s=settings.session_expiry_s,
             receive_maximum=settings.receive_maximum,
+            maximum_packet_size=settings.max_packet_bytes,
         )
         self.writer = BatchWriter(
             gateways=GatewayDirectory(ttl_s=settings.gateway_cache_ttl_s),
             max_payload_bytes=settings.max_payload_bytes,
         )
         self.totals = IngestTotals()
+        self.metrics = IngestMetrics()
+        self._pool: asyncpg.Pool | None = None
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -88,46 +100,110 @@ class IngestService:
 
     async def run(self) -> None:
         """Receive, commit and acknowledge until stopped."""
-        async with open_pool(self.settings) as pool:
-            self.receiver.start()
-            last_stats = time.monotonic()
-            try:
-                while not self._stopping.is_set():
-                    batch = await asyncio.to_thread(
-                        self.receiver.get_batch,
-                        max_messages=self.settings.batch_max_messages,
-                        linger_s=self.settings.batch_linger_s,
-                        timeout_s=POLL_TIMEOUT_S,
-                    )
-                    if batch:
-                        await self._commit_and_ack(pool, batch)
-                    if time.monotonic() - last_stats >= STATS_INTERVAL_S:
-                        self._log_totals()
-                        last_stats = time.monotonic()
-            finally:
-                self.receiver.stop()
-                self._log_totals()
+        status = StatusServer(
+            self.metrics,
+            self.health,
+            self._refresh_gauges,
+            host=self.settings.status_host,
+            port=self.settings.status_port,
+        )
+        await status.start()
+        try:
+            async with open_pool(self.settings) as pool:
+                self._pool = pool
+                await self._receive_until_stopped(pool)
+        finally:
+            self._pool = None
+            await status.stop()
 
-    async def _commit_and_ack(self, pool: asyncpg.Pool, batch: list[ReceivedMessage]) -> None:
-        """Commit a batch, retrying while the database is unavailable; acknowledge only after the commit."""
+    async def health(self) -> Health:
+        """Check that the broker session is up and the database answers."""
+        database = False
+        if self._pool is not None:
+            try:
+                async with asyncio.timeout(HEALTH_CHECK_TIMEOUT_S), self._pool.acquire() as conn:
+                    database = await conn.fetchval("SELECT true")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                database = False
+        self.metrics.database_reachable.set(database)
+        return Health(broker=self.receiver.subscribed.is_set(), database=database)
+
+    def _refresh_gauges(self) -> None:
+        self.metrics.queue_depth.set(self.receiver.queued())
+        self.metrics.broker_connected.set(self.receiver.subscribed.is_set())
+
+    async def _receive_until_stopped(self, pool: asyncpg.Pool) -> None:
+        """Pipeline: while one batch commits, the next is received and checked; acks go out in order."""
+        self.receiver.start()
+        in_flight: InFlight = collections.deque()
+        depth = self.settings.commit_pipeline
+        last_stats = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                batch = await self.receiver.get_batch(
+                    max_messages=self.settings.batch_max_messages,
+                    linger_s=self.settings.batch_linger_s,
+                    timeout_s=POLL_TIMEOUT_S,
+                )
+                if batch:
+                    self.metrics.received.inc(len(batch))
+                    self.metrics.received_bytes.inc(sum(len(message.payload) for message in batch))
+                    in_flight.append((batch, asyncio.create_task(self._commit(pool, batch))))
+                await self._acknowledge(in_flight, keep=depth - 1)
+                if time.monotonic() - last_stats >= STATS_INTERVAL_S:
+                    self._log_totals()
+                    last_stats = time.monotonic()
+        finally:
+            # Finish what is in flight (a commit that cannot finish gives up once stopping), acknowledge
+            # what was committed, and only then disconnect.
+            await self._acknowledge(in_flight, keep=0)
+            await self.receiver.stop()
+            self._log_totals()
+
+    async def _acknowledge(self, in_flight: InFlight, *, keep: int) -> None:
+        """Acknowledge finished batches in arrival order; wait until at most `keep` remain in flight."""
+        while in_flight and (len(in_flight) > keep or in_flight[0][1].done()):
+            batch, commit = in_flight.popleft()
+            result = await commit
+            if result is None:
+                continue  # not committed: unacknowledged, the broker delivers it again
+            self.receiver.ack(batch)
+            self.totals.add(result)
+            metrics = self.metrics
+            metrics.batch_size.observe(len(batch))
+            metrics.committed.inc(result.messages)
+            metrics.readings_stored.inc(result.readings_stored)
+            metrics.readings_duplicate.inc(result.readings_offered - result.readings_stored)
+            metrics.quarantined.inc(result.quarantined)
+
+    async def _commit(self, pool: asyncpg.Pool, batch: list[ReceivedMessage]) -> BatchResult | None:
+        """Commit a batch, retrying while the database is unavailable; None if stopped before it could."""
+        metrics = self.metrics
         delays = iter(RETRY_DELAYS_S)
         while True:
             try:
+                started = time.perf_counter()
                 async with pool.acquire() as conn:
                     result = await self.writer.write(conn, batch)
-                break
+                metrics.commit_seconds.observe(time.perf_counter() - started)
+                metrics.database_reachable.set(1)
+                return result
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as err:
+                metrics.commit_failures.inc()
                 if self._stopping.is_set():
                     # Unacknowledged, the batch stays with the broker and comes back after a restart.
                     log.warning("stopping with an uncommitted batch of %d messages: %s", len(batch), err)
-                    return
+                    return None
+                if _is_conflict(err):
+                    # Two batches in flight met on the same new rows; the database chose one to retry.
+                    log.info("batch commit conflicted with another (%s); retrying", err)
+                    continue
+                metrics.database_reachable.set(0)
                 delay = next(delays, RETRY_DELAYS_S[-1])
                 log.warning(
                     "database write failed (%s: %s); retrying in %.1f s", type(err).__name__, err, delay
                 )
                 await asyncio.sleep(delay)
-        self.receiver.ack(batch)
-        self.totals.add(result)
 
     def _log_totals(self) -> None:
         totals = self.totals
@@ -139,6 +215,10 @@ class IngestService:
             totals.quarantined,
             self.receiver.queued(),
         )
+
+
+def _is_conflict(error: BaseException) -> bool:
+    return isinstance(error, asyncpg.PostgresError) and error.sqlstate in RETRY_AT_ONCE_SQLSTATES
 
 
 async def serve(settings: IngestSettings, mqtt: MqttClientSettings, *, client_id: str) -> None:

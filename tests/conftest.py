@@ -121,14 +121,14 @@ class IngestProcess:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        """Start the process and wait until it has subscribed."""
+    def start(self, *, until: str = "subscribed to") -> None:
+        """Start the process and wait until it logs `until` (by default: it has subscribed)."""
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "thuis", "ingest"], env=self.env, stdout=log_file, stderr=log_file
             )
-        self.wait_for_log("subscribed to", after=offset)
+        self.wait_for_log(until, after=offset)
 
     def wait_for_log(self, text: str, *, after: int = 0, timeout_s: float = 30) -> None:
         deadline = time.monotonic() + timeout_s
@@ -173,6 +173,7 @@ def ingest_environment(database: Database, broker: MosquittoBroker, certs_dir: P
         "THUIS_MQTT_CERT_FILE": str(identity.cert),
         "THUIS_MQTT_KEY_FILE": str(identity.key),
         "THUIS_GATEWAY_CACHE_TTL_S": "0.5",
+        "THUIS_STATUS_PORT": str(free_port()),
     }
 
 

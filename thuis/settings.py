@@ -52,5 +52,13 @@ class IngestSettings(ThuisSettings):
     batch_max_messages: int = Field(default=1000, ge=1)
     batch_linger_s: float = Field(default=0.05, ge=0)
     max_payload_bytes: int = Field(default=64 * 1024, ge=256)
+    # The largest MQTT packet the ingest accepts (announced to the broker as Maximum Packet Size). Keep it
+    # above the broker's max_packet_size: the broker silently discards for us what exceeds it.
+    max_packet_bytes: int = Field(default=1024 * 1024, ge=1024, le=268_435_455)
     gateway_cache_ttl_s: float = Field(default=30.0, ge=0)
-    database_pool_size: int = Field(default=2, ge=1)
+    # Batches committing at once, each on its own connection; acknowledgements still go out in order.
+    commit_pipeline: int = Field(default=2, ge=1, le=16)
+    database_pool_size: int = Field(default=3, ge=2)
+    # `/metrics` (Prometheus) and `/health`; port 0 picks a free port and logs it.
+    status_host: str = "127.0.0.1"
+    status_port: int = Field(default=9464, ge=0, le=65535)

@@ -1,0 +1,340 @@
+"""The few MQTT v5 packets a subscriber needs, encoded and parsed by hand (OASIS MQTT 5.0, chapter 3).
+
+The ingest only connects, subscribes, receives PUBLISH at QoS 0 or 1, acknowledges, pings and
+disconnects, so this module covers exactly that. Parsing is incremental: bytes arrive in arbitrary
+chunks from TLS, and `PacketParser.feed` returns every packet they complete.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+# Control packet types (the high nibble of the first byte).
+CONNACK = 2
+PUBLISH = 3
+PUBACK = 4
+SUBACK = 9
+UNSUBACK = 11
+PINGRESP = 13
+DISCONNECT = 14
+AUTH = 15
+
+# Property identifiers this client sends or reads.
+SESSION_EXPIRY_INTERVAL = 0x11
+SERVER_KEEP_ALIVE = 0x13
+REASON_STRING = 0x1F
+RECEIVE_MAXIMUM = 0x21
+MAXIMUM_PACKET_SIZE = 0x27
+
+PINGREQ_PACKET = b"\xc0\x00"
+MAX_VARINT = 268_435_455
+_PUBACK = struct.Struct(">BBH")
+
+REASONS = {
+    0x00: "success",
+    0x04: "disconnect with will message",
+    0x80: "unspecified error",
+    0x81: "malformed packet",
+    0x82: "protocol error",
+    0x83: "implementation specific error",
+    0x84: "unsupported protocol version",
+    0x85: "client identifier not valid",
+    0x86: "bad user name or password",
+    0x87: "not authorized",
+    0x88: "server unavailable",
+    0x89: "server busy",
+    0x8A: "banned",
+    0x8B: "server shutting down",
+    0x8C: "bad authentication method",
+    0x8D: "keep alive timeout",
+    0x8E: "session taken over",
+    0x8F: "topic filter invalid",
+    0x91: "packet identifier in use",
+    0x93: "receive maximum exceeded",
+    0x95: "packet too large",
+    0x97: "quota exceeded",
+    0x98: "administrative action",
+    0x9C: "use another server",
+    0x9D: "server moved",
+    0x9E: "shared subscriptions not supported",
+    0x9F: "connection rate exceeded",
+    0xA1: "subscription identifiers not supported",
+    0xA2: "wildcard subscriptions not supported",
+}
+
+
+class ProtocolError(Exception):
+    """The broker sent something this client cannot accept; the connection must be dropped."""
+
+
+def reason_text(code: int) -> str:
+    """Return `0x87 not authorized` for a reason code."""
+    return f"0x{code:02X} {REASONS.get(code, 'unknown reason')}"
+
+
+def encode_varint(value: int) -> bytes:
+    """Encode a Variable Byte Integer (1.5.5)."""
+    if not 0 <= value <= MAX_VARINT:
+        raise ValueError(f"{value} does not fit a variable byte integer")
+    out = bytearray()
+    while True:
+        byte, value = value % 128, value // 128
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def encode_string(text: str) -> bytes:
+    """Encode a UTF-8 Encoded String (1.5.4)."""
+    data = text.encode()
+    if len(data) > 0xFFFF:
+        raise ValueError("an MQTT string is at most 65535 bytes")
+    return len(data).to_bytes(2, "big") + data
+
+
+def _packet(first_byte: int, body: bytes) -> bytes:
+    return bytes([first_byte]) + encode_varint(len(body)) + body
+
+
+def connect_packet(
+    *, client_id: str, keepalive_s: int, session_expiry_s: int, receive_maximum: int, maximum_packet_size: int
+) -> bytes:
+    """CONNECT with clean start off: the broker keeps the session and its queue while we are away."""
+    properties = (
+        bytes([SESSION_EXPIRY_INTERVAL])
+        + session_expiry_s.to_bytes(4, "big")
+        + bytes([RECEIVE_MAXIMUM])
+        + receive_maximum.to_bytes(2, "big")
+        + bytes([MAXIMUM_PACKET_SIZE])
+        + maximum_packet_size.to_bytes(4, "big")
+    )
+    connect_flags = 0x00  # no user name, password or will; clean start off
+    body = (
+        encode_string("MQTT")
+        + bytes([5, connect_flags])
+        + keepalive_s.to_bytes(2, "big")
+        + encode_varint(len(properties))
+        + properties
+        + encode_string(client_id)
+    )
+    return _packet(0x10, body)
+
+
+def subscribe_packet(packet_id: int, topic_filters: tuple[str, ...], *, qos: int = 1) -> bytes:
+    """SUBSCRIBE to each filter at `qos`, without retained messages at subscribe time."""
+    retain_handling_none = 2 << 4
+    payload = b"".join(encode_string(f) + bytes([qos | retain_handling_none]) for f in topic_filters)
+    return _packet(0x82, packet_id.to_bytes(2, "big") + b"\x00" + payload)
+
+
+def unsubscribe_packet(packet_id: int, topic_filters: tuple[str, ...]) -> bytes:
+    """UNSUBSCRIBE from each filter."""
+    payload = b"".join(encode_string(f) for f in topic_filters)
+    return _packet(0xA2, packet_id.to_bytes(2, "big") + b"\x00" + payload)
+
+
+def puback_packet(packet_id: int) -> bytes:
+    """PUBACK with success; the reason code and properties may be left out (3.4.2.1)."""
+    return _PUBACK.pack(0x40, 2, packet_id)
+
+
+def disconnect_packet(*, session_expiry_s: int | None = None) -> bytes:
+    """DISCONNECT normally (the will is not sent); optionally change the session expiry on the way out."""
+    if session_expiry_s is None:
+        return b"\xe0\x00"
+    properties = bytes([SESSION_EXPIRY_INTERVAL]) + session_expiry_s.to_bytes(4, "big")
+    return _packet(0xE0, b"\x00" + encode_varint(len(properties)) + properties)
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """A PUBLISH as received."""
+
+    topic: str
+    payload: bytes
+    packet_id: int  # 0 for QoS 0
+    qos: int
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """Any other packet: its type, flags and body."""
+
+    kind: int
+    flags: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ConnAck:
+    """What CONNACK says."""
+
+    session_present: bool
+    reason_code: int
+    server_keep_alive: int | None
+    reason_string: str | None
+
+
+def read_varint(data: bytes | bytearray, offset: int) -> tuple[int, int]:
+    """Read a Variable Byte Integer at offset; return (value, offset after it). -1 means incomplete."""
+    value = 0
+    for index in range(4):
+        if offset + index >= len(data):
+            return -1, offset
+        byte = data[offset + index]
+        value |= (byte & 0x7F) << (7 * index)
+        if not byte & 0x80:
+            return value, offset + index + 1
+    raise ProtocolError("malformed variable byte integer")
+
+
+class PacketParser:
+    """Split a byte stream into packets, refusing any larger than `maximum_packet_size`."""
+
+    def __init__(self, maximum_packet_size: int) -> None:
+        self._buffer = bytearray()
+        self._maximum_packet_size = maximum_packet_size
+
+    def buffered(self) -> int:
+        """Return how many bytes wait for the rest of their packet."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Publish | Packet]:
+        """Add received bytes; return the packets they complete, in order."""
+        buffer = self._buffer
+        buffer += data
+        packets: list[Publish | Packet] = []
+        position = 0
+        end_of_data = len(buffer)
+        while end_of_data - position >= 2:
+            first = buffer[position]
+            second = buffer[position + 1]
+            if second < 0x80:  # the common case: a remaining length below 128
+                length, start = second, position + 2
+            else:
+                length, start = read_varint(buffer, position + 1)
+                if length < 0:
+                    break
+            end = start + length
+            if end - position > self._maximum_packet_size:
+                raise ProtocolError(f"packet of {end - position} bytes exceeds the maximum we announced")
+            if end > end_of_data:
+                break
+            kind = first >> 4
+            if kind == PUBLISH:
+                packets.append(_parse_publish(buffer, first & 0x0F, start, end))
+            else:
+                packets.append(Packet(kind, first & 0x0F, bytes(buffer[start:end])))
+            position = end
+        if position:
+            del buffer[:position]
+        return packets
+
+
+def _parse_publish(buffer: bytearray, flags: int, start: int, end: int) -> Publish:
+    qos = (flags >> 1) & 0x03
+    if end - start < 2:
+        raise ProtocolError("PUBLISH is too short for a topic")
+    if qos == 3:
+        raise ProtocolError("PUBLISH with QoS 3")
+    if qos == 2:
+        raise ProtocolError("PUBLISH with QoS 2 on a subscription granted at most QoS 1")
+    topic_length = (buffer[start] << 8) | buffer[start + 1]
+    position = start + 2 + topic_length
+    if position + (3 if qos else 1) > end:
+        raise ProtocolError("PUBLISH topic runs past the packet")
+    try:
+        topic = buffer[start + 2 : position].decode()
+    except UnicodeDecodeError:
+        raise ProtocolError("PUBLISH topic is not valid UTF-8") from None
+    if not topic:
+        raise ProtocolError("PUBLISH without a topic name (topic aliases were not allowed)")
+    packet_id = 0
+    if qos:
+        packet_id = (buffer[position] << 8) | buffer[position + 1]
+        position += 2
+    properties_length, position = read_varint(buffer, position)
+    if properties_length < 0:
+        raise ProtocolError("PUBLISH properties are truncated")
+    position += properties_length
+    if position > end:
+        raise ProtocolError("PUBLISH header runs past the packet")
+    return Publish(topic, bytes(buffer[position:end]), packet_id, qos)
+
+
+def parse_properties(body: bytes, offset: int) -> tuple[dict[int, int | str | bytes], int]:
+    """Read a property block; keep the properties this client uses, skip the rest. Return (props, end)."""
+    length, position = read_varint(body, offset)
+    if length < 0:
+        raise ProtocolError("truncated properties")
+    end = position + length
+    properties: dict[int, int | str | bytes] = {}
+    while position < end:
+        identifier = body[position]
+        position += 1
+        if identifier in (0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A):  # one-byte values
+            properties[identifier] = body[position]
+            position += 1
+        elif identifier in (0x13, 0x21, 0x22, 0x23):  # two-byte integers
+            properties[identifier] = int.from_bytes(body[position : position + 2], "big")
+            position += 2
+        elif identifier in (0x02, 0x11, 0x18, 0x27):  # four-byte integers
+            properties[identifier] = int.from_bytes(body[position : position + 4], "big")
+            position += 4
+        elif identifier == 0x0B:  # subscription identifier, a variable byte integer
+            value, position = read_varint(body, position)
+            properties[identifier] = value
+        elif identifier in (0x03, 0x08, 0x12, 0x15, 0x1A, 0x1C, 0x1F):  # UTF-8 strings
+            size = int.from_bytes(body[position : position + 2], "big")
+            properties[identifier] = body[position + 2 : position + 2 + size].decode(errors="replace")
+            position += 2 + size
+        elif identifier in (0x09, 0x16):  # binary data
+            size = int.from_bytes(body[position : position + 2], "big")
+            properties[identifier] = body[position + 2 : position + 2 + size]
+            position += 2 + size
+        elif identifier == 0x26:  # user property: a string pair, not needed here
+            for _ in range(2):
+                size = int.from_bytes(body[position : position + 2], "big")
+                position += 2 + size
+        else:
+            raise ProtocolError(f"unknown property identifier 0x{identifier:02X}")
+    if position != end:
+        raise ProtocolError("properties run past their length")
+    return properties, end
+
+
+def parse_connack(packet: Packet) -> ConnAck:
+    """Read CONNACK (3.2)."""
+    if len(packet.body) < 2:
+        raise ProtocolError("CONNACK is too short")
+    properties, _ = parse_properties(packet.body, 2) if len(packet.body) > 2 else ({}, 2)
+    keep_alive = properties.get(SERVER_KEEP_ALIVE)
+    reason = properties.get(REASON_STRING)
+    return ConnAck(
+        session_present=bool(packet.body[0] & 0x01),
+        reason_code=packet.body[1],
+        server_keep_alive=keep_alive if isinstance(keep_alive, int) else None,
+        reason_string=reason if isinstance(reason, str) else None,
+    )
+
+
+def parse_ack_reasons(packet: Packet) -> tuple[int, list[int]]:
+    """Read SUBACK or UNSUBACK (3.9, 3.11): the packet id and one reason code per filter."""
+    if len(packet.body) < 3:
+        raise ProtocolError("SUBACK is too short")
+    packet_id = int.from_bytes(packet.body[:2], "big")
+    _, position = parse_properties(packet.body, 2)
+    return packet_id, list(packet.body[position:])
+
+
+def parse_disconnect(packet: Packet) -> tuple[int, str | None]:
+    """Read a broker's DISCONNECT (3.14): its reason code and reason string."""
+    if not packet.body:
+        return 0, None
+    reason_string = None
+    if len(packet.body) > 1:
+        properties, _ = parse_properties(packet.body, 1)
+        value = properties.get(REASON_STRING)
+        reason_string = value if isinstance(value, str) else None
+    return packet.body[0], reason_string

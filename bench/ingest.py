@@ -135,6 +135,8 @@ class RawSubscriber:
 
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         now = time.perf_counter()
+        if message.topic.startswith("$SYS/"):
+            return  # the broker's log lines, which the ingest's session also subscribes to
         if self.count == 0:
             self.first = now
         self.count += 1

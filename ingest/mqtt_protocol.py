@@ -263,42 +263,54 @@ def _parse_publish(buffer: bytearray, flags: int, start: int, end: int) -> Publi
     return Publish(topic, bytes(buffer[position:end]), packet_id, qos)
 
 
+# How each property's value is encoded (2.2.2.2).
+_BYTE, _TWO, _FOUR, _VARINT, _STRING, _BINARY, _PAIR = range(7)
+_PROPERTY_TYPES = {
+    **dict.fromkeys((0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A), _BYTE),
+    **dict.fromkeys((0x13, 0x21, 0x22, 0x23), _TWO),
+    **dict.fromkeys((0x02, 0x11, 0x18, 0x27), _FOUR),
+    0x0B: _VARINT,
+    **dict.fromkeys((0x03, 0x08, 0x12, 0x15, 0x1A, 0x1C, 0x1F), _STRING),
+    **dict.fromkeys((0x09, 0x16), _BINARY),
+    0x26: _PAIR,
+}
+_FIXED_SIZES = {_BYTE: 1, _TWO: 2, _FOUR: 4}
+
+
 def parse_properties(body: bytes, offset: int) -> tuple[dict[int, int | str | bytes], int]:
     """Read a property block; keep the properties this client uses, skip the rest. Return (props, end)."""
     length, position = read_varint(body, offset)
     if length < 0:
         raise ProtocolError("truncated properties")
     end = position + length
+    if end > len(body):
+        raise ProtocolError("properties run past the packet")
     properties: dict[int, int | str | bytes] = {}
     while position < end:
         identifier = body[position]
+        kind = _PROPERTY_TYPES.get(identifier)
         position += 1
-        if identifier in (0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A):  # one-byte values
-            properties[identifier] = body[position]
-            position += 1
-        elif identifier in (0x13, 0x21, 0x22, 0x23):  # two-byte integers
-            properties[identifier] = int.from_bytes(body[position : position + 2], "big")
-            position += 2
-        elif identifier in (0x02, 0x11, 0x18, 0x27):  # four-byte integers
-            properties[identifier] = int.from_bytes(body[position : position + 4], "big")
-            position += 4
-        elif identifier == 0x0B:  # subscription identifier, a variable byte integer
-            value, position = read_varint(body, position)
-            properties[identifier] = value
-        elif identifier in (0x03, 0x08, 0x12, 0x15, 0x1A, 0x1C, 0x1F):  # UTF-8 strings
-            size = int.from_bytes(body[position : position + 2], "big")
-            properties[identifier] = body[position + 2 : position + 2 + size].decode(errors="replace")
-            position += 2 + size
-        elif identifier in (0x09, 0x16):  # binary data
-            size = int.from_bytes(body[position : position + 2], "big")
-            properties[identifier] = body[position + 2 : position + 2 + size]
-            position += 2 + size
-        elif identifier == 0x26:  # user property: a string pair, not needed here
-            for _ in range(2):
-                size = int.from_bytes(body[position : position + 2], "big")
-                position += 2 + size
-        else:
+        if kind is None:
             raise ProtocolError(f"unknown property identifier 0x{identifier:02X}")
+        if kind in _FIXED_SIZES:
+            size = _FIXED_SIZES[kind]
+            properties[identifier] = int.from_bytes(body[position : position + size], "big")
+            position += size
+        elif kind == _VARINT:
+            value, position = read_varint(body, position)
+            if value < 0:
+                raise ProtocolError("truncated variable byte integer property")
+            properties[identifier] = value
+        else:
+            strings = 2 if kind == _PAIR else 1
+            for _ in range(strings):
+                size = int.from_bytes(body[position : position + 2], "big")
+                data = body[position + 2 : position + 2 + size]
+                position += 2 + size
+            if kind == _STRING:
+                properties[identifier] = data.decode(errors="replace")
+            elif kind == _BINARY:
+                properties[identifier] = data
     if position != end:
         raise ProtocolError("properties run past their length")
     return properties, end

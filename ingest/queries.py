@@ -26,8 +26,8 @@ ON CONFLICT DO NOTHING
 """
 
 INSERT_CONNECTIVITY_EVENTS = """
-INSERT INTO gateway_connectivity_events (occurred_at, gateway_serial, event, detail)
-SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[])
+INSERT INTO gateway_connectivity_events (occurred_at, gateway_serial, event, detail, ip)
+SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::inet[])
 ON CONFLICT DO NOTHING
 """
 
@@ -45,10 +45,31 @@ SET times_received = quarantine.times_received + EXCLUDED.times_received,
     last_received_at = greatest(quarantine.last_received_at, EXCLUDED.last_received_at)
 """
 
+UPDATE_GATEWAY_FACTS = """
+UPDATE gateways AS g
+SET firmware_version = coalesce(s.firmware_version, g.firmware_version),
+    last_seen_ip = coalesce(s.ip, g.last_seen_ip)
+FROM unnest($1::text[], $2::text[], $3::inet[]) AS s(gateway_serial, firmware_version, ip)
+WHERE g.gateway_serial = s.gateway_serial
+"""
+
+# Several workers may count the same gateway at the same moment: their counts add up.
+UPSERT_TRAFFIC = """
+INSERT INTO gateway_connectivity_events (occurred_at, gateway_serial, event, messages_received,
+                                         bytes_received, decode_errors)
+SELECT $1::timestamptz, t.gateway_serial, 'traffic', t.messages, t.bytes, t.decode_errors
+FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
+     AS t(gateway_serial, messages, bytes, decode_errors)
+ORDER BY t.gateway_serial
+ON CONFLICT (gateway_serial, event, occurred_at) DO UPDATE
+SET messages_received = gateway_connectivity_events.messages_received + EXCLUDED.messages_received,
+    bytes_received = gateway_connectivity_events.bytes_received + EXCLUDED.bytes_received,
+    decode_errors = gateway_connectivity_events.decode_errors + EXCLUDED.decode_errors
+"""
+
 UPDATE_GATEWAYS_SEEN = """
 UPDATE gateways AS g
-SET last_seen_at = greatest(g.last_seen_at, s.seen_at),
-    firmware_version = coalesce(s.firmware_version, g.firmware_version)
-FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS s(gateway_serial, seen_at, firmware_version)
+SET last_seen_at = greatest(g.last_seen_at, s.seen_at)
+FROM (SELECT * FROM unnest($1::text[], $2::timestamptz[]) ORDER BY 1) AS s(gateway_serial, seen_at)
 WHERE g.gateway_serial = s.gateway_serial
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime as dt
 import logging
 import signal
 import time
@@ -13,10 +14,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from ingest import queries
+from ingest.broker_log import BROKER_LOG_TOPIC
 from ingest.gateways import GatewayDirectory
 from ingest.metrics import Health, IngestMetrics, StatusServer
-from ingest.mqtt import MqttReceiver, ReceivedMessage
-from ingest.writer import BatchResult, BatchWriter
+from ingest.mqtt import GATEWAY_TOPICS, MqttReceiver, ReceivedMessage, shared
+from ingest.writer import BatchResult, BatchWriter, GatewayTraffic
 from thuis.settings import IngestSettings, MqttClientSettings
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,7 @@ RETRY_AT_ONCE_SQLSTATES = frozenset({"40P01", "40001"})
 
 POLL_TIMEOUT_S = 0.2
 HEALTH_CHECK_TIMEOUT_S = 2.0
+TRAFFIC_FLUSH_TIMEOUT_S = 10.0
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0)
 STATS_INTERVAL_S = 10.0
 
@@ -84,6 +88,9 @@ class IngestService:
             session_expiry_s=settings.session_expiry_s,
             receive_maximum=settings.receive_maximum,
             maximum_packet_size=settings.max_packet_bytes,
+            # Gateway messages are shared out among the workers; each worker reads every broker log
+            # line, and the events they yield are stored once (same key).
+            topic_filters=(*shared(GATEWAY_TOPICS), BROKER_LOG_TOPIC),
         )
         self.writer = BatchWriter(
             gateways=GatewayDirectory(ttl_s=settings.gateway_cache_ttl_s),
@@ -92,6 +99,8 @@ class IngestService:
         self.totals = IngestTotals()
         self.metrics = IngestMetrics()
         self._pool: asyncpg.Pool | None = None
+        # Traffic per gateway since the last flush; at most one entry per registered gateway.
+        self._traffic: dict[str, GatewayTraffic] = {}
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -137,7 +146,7 @@ class IngestService:
         self.receiver.start()
         in_flight: InFlight = collections.deque()
         depth = self.settings.commit_pipeline
-        last_stats = time.monotonic()
+        last_stats = last_traffic = time.monotonic()
         try:
             while not self._stopping.is_set():
                 batch = await self.receiver.get_batch(
@@ -153,11 +162,15 @@ class IngestService:
                 if time.monotonic() - last_stats >= STATS_INTERVAL_S:
                     self._log_totals()
                     last_stats = time.monotonic()
+                if time.monotonic() - last_traffic >= self.settings.traffic_interval_s:
+                    await self._flush_traffic(pool)
+                    last_traffic = time.monotonic()
         finally:
             # Finish what is in flight (a commit that cannot finish gives up once stopping), acknowledge
             # what was committed, and only then disconnect.
             await self._acknowledge(in_flight, keep=0)
             await self.receiver.stop()
+            await self._flush_traffic(pool)
             self._log_totals()
 
     async def _acknowledge(self, in_flight: InFlight, *, keep: int) -> None:
@@ -169,12 +182,44 @@ class IngestService:
                 continue  # not committed: unacknowledged, the broker delivers it again
             self.receiver.ack(batch)
             self.totals.add(result)
+            for serial, traffic in result.traffic.items():
+                self._traffic.setdefault(serial, GatewayTraffic()).add(traffic)
             metrics = self.metrics
             metrics.batch_size.observe(len(batch))
             metrics.committed.inc(result.messages)
             metrics.readings_stored.inc(result.readings_stored)
             metrics.readings_duplicate.inc(result.readings_offered - result.readings_stored)
             metrics.quarantined.inc(result.quarantined)
+
+    async def _flush_traffic(self, pool: asyncpg.Pool) -> None:
+        """Write each gateway's traffic since the last flush, and when it was last seen."""
+        traffic, self._traffic = self._traffic, {}
+        if not traffic:
+            return
+        serials = sorted(traffic)
+        counts = [traffic[serial] for serial in serials]
+        occurred_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        try:
+            async with (
+                asyncio.timeout(HEALTH_CHECK_TIMEOUT_S * 5),
+                pool.acquire() as conn,
+                conn.transaction(),
+            ):
+                await conn.execute(
+                    queries.UPSERT_TRAFFIC,
+                    occurred_at,
+                    serials,
+                    [count.messages for count in counts],
+                    [count.bytes for count in counts],
+                    [count.decode_errors for count in counts],
+                )
+                await conn.execute(
+                    queries.UPDATE_GATEWAYS_SEEN, serials, [count.last_seen for count in counts]
+                )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as err:
+            log.warning("could not write traffic counters (%s); keeping them for the next flush", err)
+            for serial, count in traffic.items():
+                self._traffic.setdefault(serial, GatewayTraffic()).add(count)
 
     async def _commit(self, pool: asyncpg.Pool, batch: list[ReceivedMessage]) -> BatchResult | None:
         """Commit a batch, retrying while the database is unavailable; None if stopped before it could."""

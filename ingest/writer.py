@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from ingest import queries
+from ingest.broker_log import BROKER_LOG_TOPIC, BrokerConnectionEvent, EventSequencer, parse_broker_log
 from ingest.decode import Decoded, DecodeError, Reading, TopicAddress, decode, parse_topic
 from ingest.gateways import GatewayDirectory, GatewayRecord
 from ingest.mqtt import ReceivedMessage
@@ -23,6 +24,8 @@ FUTURE_TOLERANCE = dt.timedelta(minutes=5)
 # data exception, integrity constraint violation, program limit exceeded.
 DATA_ERROR_CLASSES = ("22", "23", "54")
 MAX_QUARANTINE_TOPIC = 1000
+MAX_LOGGED_TOPIC = 200
+MAX_ERROR_TEXT = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,24 @@ class Rejected:
 
 
 @dataclass
+class GatewayTraffic:
+    """What one registered gateway sent: counted per batch, summed and flushed by the service."""
+
+    messages: int = 0
+    bytes: int = 0
+    decode_errors: int = 0
+    last_seen: dt.datetime | None = None
+
+    def add(self, other: GatewayTraffic) -> None:
+        """Add another count of the same gateway."""
+        self.messages += other.messages
+        self.bytes += other.bytes
+        self.decode_errors += other.decode_errors
+        if other.last_seen is not None and (self.last_seen is None or other.last_seen > self.last_seen):
+            self.last_seen = other.last_seen
+
+
+@dataclass
 class BatchResult:
     """What one committed batch did."""
 
@@ -52,6 +73,7 @@ class BatchResult:
     readings_offered: int = 0
     readings_stored: int = 0
     quarantined: int = 0
+    traffic: dict[str, GatewayTraffic] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,8 +82,11 @@ class _Rows:
 
     energy: tuple[list[object], ...] = field(default_factory=lambda: ([], [], [], [], []))
     smart_home: tuple[list[object], ...] = field(default_factory=lambda: ([], [], [], [], []))
-    events: tuple[list[object], ...] = field(default_factory=lambda: ([], [], [], []))
-    seen: dict[str, tuple[dt.datetime, str | None]] = field(default_factory=dict)
+    events: tuple[list[object], ...] = field(default_factory=lambda: ([], [], [], [], []))
+    # Per gateway: its firmware (from an online status) and address (from the broker), when a batch has them.
+    firmware: dict[str, str] = field(default_factory=dict)
+    addresses: dict[str, str] = field(default_factory=dict)
+    traffic: dict[str, GatewayTraffic] = field(default_factory=dict)
 
 
 def is_data_error(error: BaseException) -> bool:
@@ -77,6 +102,7 @@ class BatchWriter:
         self._gateways = gateways
         self._max_payload_bytes = max_payload_bytes
         self._device_ids: dict[tuple[str, str], int] = {}
+        self._sequencer = EventSequencer()
 
     async def write(self, conn: Connection, batch: Sequence[ReceivedMessage]) -> BatchResult:
         """Write a batch; a message the database refuses is isolated and quarantined, the rest stored."""
@@ -97,10 +123,14 @@ class BatchWriter:
             return _combine(first, second)
 
     async def _write_once(self, conn: Connection, batch: Sequence[ReceivedMessage]) -> BatchResult:
-        accepted, rejected = await self._classify(conn, batch)
+        messages, broker_events = _split_broker_log(batch, self._sequencer)
+        accepted, rejected, gateways = await self._classify(
+            conn, messages, also_look_up={event.client_id for event in broker_events}
+        )
         rows = _Rows()
         new_devices = self._collect_rows(accepted, rejected, rows)
-        result = BatchResult(messages=len(batch), quarantined=len(rejected))
+        _collect_broker_events(broker_events, gateways, rows)
+        result = BatchResult(messages=len(batch), quarantined=len(rejected), traffic=rows.traffic)
         async with conn.transaction():
             device_ids = await self._resolve_devices(conn, new_devices)
             if device_ids:
@@ -111,13 +141,15 @@ class BatchWriter:
                 await conn.execute(queries.INSERT_CONNECTIVITY_EVENTS, *rows.events)
             if rejected:
                 await conn.execute(queries.UPSERT_QUARANTINE, *_quarantine_columns(rejected))
-            if rows.seen:
-                serials = list(rows.seen)
+            if rows.firmware or rows.addresses:
+                # Rare (status messages, connects), and in serial order so that batches in flight at the
+                # same time lock gateway rows in the same order.
+                serials = sorted(rows.firmware.keys() | rows.addresses.keys())
                 await conn.execute(
-                    queries.UPDATE_GATEWAYS_SEEN,
+                    queries.UPDATE_GATEWAY_FACTS,
                     serials,
-                    [rows.seen[serial][0] for serial in serials],
-                    [rows.seen[serial][1] for serial in serials],
+                    [rows.firmware.get(serial) for serial in serials],
+                    [rows.addresses.get(serial) for serial in serials],
                 )
         # Only now that the rows exist may their ids serve later batches.
         self._device_ids.update(device_ids)
@@ -129,8 +161,8 @@ class BatchWriter:
         return BatchResult(messages=len(rejected), quarantined=len(rejected))
 
     async def _classify(
-        self, conn: Connection, batch: Sequence[ReceivedMessage]
-    ) -> tuple[list[Accepted], list[Rejected]]:
+        self, conn: Connection, batch: Sequence[ReceivedMessage], *, also_look_up: set[str]
+    ) -> tuple[list[Accepted], list[Rejected], dict[str, GatewayRecord | None]]:
         addresses: list[TopicAddress | DecodeError] = []
         for message in batch:
             try:
@@ -138,6 +170,7 @@ class BatchWriter:
             except DecodeError as err:
                 addresses.append(err)
         serials = {address.gateway_serial for address in addresses if isinstance(address, TopicAddress)}
+        serials |= also_look_up
         gateways = await self._gateways.lookup(conn, serials) if serials else {}
         accepted: list[Accepted] = []
         rejected: list[Rejected] = []
@@ -145,14 +178,21 @@ class BatchWriter:
             if isinstance(address, DecodeError):
                 rejected.append(Rejected(message, address.reason, None, known_gateway=False))
                 continue
+            known = gateways.get(address.gateway_serial) is not None
             try:
                 gateway, decoded = self._check(message, address, gateways.get(address.gateway_serial))
             except DecodeError as err:
-                known = gateways.get(address.gateway_serial) is not None
                 rejected.append(Rejected(message, err.reason, address.gateway_serial, known_gateway=known))
                 continue
+            except Exception as err:
+                # A decoder bug must not turn one message into a crash loop: the broker would redeliver it
+                # for ever. It is quarantined byte for byte, to be replayed once the decoder is fixed.
+                log.exception("decoder failed on a message on %s", message.topic[:MAX_LOGGED_TOPIC])
+                reason = f"decoder failed: {type(err).__name__}: {str(err)[:MAX_ERROR_TEXT]}"
+                rejected.append(Rejected(message, reason, address.gateway_serial, known_gateway=known))
+                continue
             accepted.append(Accepted(message, gateway, decoded))
-        return accepted, rejected
+        return accepted, rejected, gateways
 
     def _check(
         self, message: ReceivedMessage, address: TopicAddress, gateway: GatewayRecord | None
@@ -183,11 +223,13 @@ class BatchWriter:
             serial = item.gateway.gateway_serial
             received_at = item.message.received_at
             status = item.decoded.status
-            firmware = status.firmware if status is not None and status.online else None
-            _note_seen(rows, serial, received_at, firmware)
+            _count(rows, serial, item.message, decode_error=False)
             if status is not None:
+                if status.online and status.firmware is not None:
+                    rows.firmware[serial] = status.firmware
                 occurred_at = status.occurred_at or received_at
-                _append(rows.events, occurred_at, serial, "online" if status.online else "offline", None)
+                event = "online" if status.online else "offline"
+                _append(rows.events, occurred_at, serial, event, None, None)
             for reading in item.decoded.readings:
                 key = (serial, reading.device_key)
                 device_id = self._device_ids.get(key)
@@ -197,8 +239,9 @@ class BatchWriter:
         for refused in rejected:
             if refused.known_gateway and refused.gateway_serial is not None:
                 received_at = refused.message.received_at
-                _append(rows.events, received_at, refused.gateway_serial, "decode_error", refused.reason)
-                _note_seen(rows, refused.gateway_serial, received_at, None)
+                serial = refused.gateway_serial
+                _append(rows.events, received_at, serial, "decode_error", refused.reason, None)
+                _count(rows, serial, refused.message, decode_error=True)
         return new_devices
 
     async def _resolve_devices(
@@ -258,12 +301,41 @@ def _fill_device_ids(rows: _Rows, device_ids: dict[tuple[str, str], int]) -> Non
                 ids[index] = device_ids[device]
 
 
-def _note_seen(rows: _Rows, serial: str, seen_at: dt.datetime, firmware: str | None) -> None:
-    previous = rows.seen.get(serial)
-    if previous is None:
-        rows.seen[serial] = (seen_at, firmware)
-    else:
-        rows.seen[serial] = (max(previous[0], seen_at), firmware or previous[1])
+def _count(rows: _Rows, serial: str, message: ReceivedMessage, *, decode_error: bool) -> None:
+    traffic = rows.traffic.get(serial)
+    if traffic is None:
+        traffic = rows.traffic[serial] = GatewayTraffic(last_seen=message.received_at)
+    traffic.messages += 1
+    traffic.bytes += len(message.payload)
+    traffic.decode_errors += decode_error
+    if traffic.last_seen is None or message.received_at > traffic.last_seen:
+        traffic.last_seen = message.received_at
+
+
+def _split_broker_log(
+    batch: Sequence[ReceivedMessage], sequencer: EventSequencer
+) -> tuple[Sequence[ReceivedMessage], list[BrokerConnectionEvent]]:
+    """Separate the broker's log lines from gateway messages; keep only connects and disconnects.
+
+    Runs before the batch's first await, so batches are sequenced in the order they were received.
+    """
+    if all(message.topic != BROKER_LOG_TOPIC for message in batch):
+        return batch, []
+    messages = [message for message in batch if message.topic != BROKER_LOG_TOPIC]
+    events = [parse_broker_log(message.payload) for message in batch if message.topic == BROKER_LOG_TOPIC]
+    return messages, [sequencer.stamp(event) for event in events if event is not None]
+
+
+def _collect_broker_events(
+    events: list[BrokerConnectionEvent], gateways: dict[str, GatewayRecord | None], rows: _Rows
+) -> None:
+    """Record connects and disconnects of registered gateways (other clients, such as the ingest, are not)."""
+    for event in events:
+        if gateways.get(event.client_id) is None:
+            continue
+        _append(rows.events, event.occurred_at, event.client_id, event.event, event.detail, event.ip)
+        if event.ip is not None:
+            rows.addresses[event.client_id] = event.ip
 
 
 async def _insert_readings(conn: Connection, rows: _Rows) -> int:
@@ -283,7 +355,9 @@ def _quarantine_columns(rejected: list[Rejected]) -> tuple[list[object], ...]:
     merged: dict[tuple[str, bytes], _QuarantineRow] = {}
     for item in rejected:
         # An MQTT topic may be 64 KiB long; keep enough to recognise it and stay within index limits.
-        topic = item.message.topic[:MAX_QUARANTINE_TOPIC]
+        # PostgreSQL text cannot hold NUL (the broker refuses it in topics, but the writer must not depend
+        # on that: a message it cannot quarantine would be redelivered for ever).
+        topic = item.message.topic[:MAX_QUARANTINE_TOPIC].replace("\x00", "\ufffd")
         digest = hashlib.sha256(item.message.payload).digest()
         received_at = item.message.received_at
         row = merged.get((topic, digest))

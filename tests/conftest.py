@@ -174,6 +174,7 @@ def ingest_environment(database: Database, broker: MosquittoBroker, certs_dir: P
         "THUIS_MQTT_KEY_FILE": str(identity.key),
         "THUIS_GATEWAY_CACHE_TTL_S": "0.5",
         "THUIS_STATUS_PORT": str(free_port()),
+        "THUIS_TRAFFIC_INTERVAL_S": "0.5",
     }
 
 

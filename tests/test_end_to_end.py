@@ -67,8 +67,10 @@ async def test_simulated_fleet_is_stored_in_the_right_hypertables_exactly_once(
             "SELECT DISTINCT gateway_serial FROM gateway_connectivity_events WHERE event = 'online'"
         )
         assert {row["gateway_serial"] for row in online} == set(site_of)
-        seen = await conn.fetch("SELECT gateway_serial, last_seen_at, firmware_version FROM gateways")
-        assert all(row["last_seen_at"] is not None and row["firmware_version"] for row in seen)
+        seen = "SELECT count(*) FROM gateways WHERE last_seen_at IS NOT NULL AND firmware_version IS NOT NULL"
+        await wait_for(
+            lambda: _equals(conn, seen, len(site_of)), what="last_seen_at and firmware on every gateway"
+        )
     finally:
         await conn.close()
 
@@ -107,3 +109,8 @@ async def _holds(conn: asyncpg.Connection, total: int) -> bool:
 
 def _site(rows, sentinel) -> int:
     return next(site for (_, serial, *_, site) in rows if serial == sentinel.gateway_serial)
+
+
+async def _equals(conn: asyncpg.Connection, query: str, expected: int) -> bool:
+    value: int = await conn.fetchval(query)
+    return value == expected

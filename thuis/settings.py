@@ -59,6 +59,8 @@ class IngestSettings(ThuisSettings):
     # Batches committing at once, each on its own connection; acknowledgements still go out in order.
     commit_pipeline: int = Field(default=2, ge=1, le=16)
     database_pool_size: int = Field(default=3, ge=2)
+    # How often per-gateway traffic counters become `traffic` rows and gateways' last_seen_at is updated.
+    traffic_interval_s: float = Field(default=60.0, gt=0)
     # `/metrics` (Prometheus) and `/health`; port 0 picks a free port and logs it.
     status_host: str = "127.0.0.1"
     status_port: int = Field(default=9464, ge=0, le=65535)

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from ingest.service import serve
-from thuis.certs import INGEST_IDENTITY
+from thuis.certs import certificate_common_name
 from thuis.settings import IngestSettings, MqttClientSettings
 
 
@@ -19,8 +19,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--client-id",
-        default=INGEST_IDENTITY,
-        help="MQTT client id; the broker replaces it with the certificate's CN (default: %(default)s)",
+        help="MQTT client id (default: the certificate's CN, which the broker enforces anyway)",
     )
 
 
@@ -28,5 +27,6 @@ def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM or SIGINT."""
     settings = IngestSettings()
     mqtt = MqttClientSettings()
-    asyncio.run(serve(settings, mqtt, client_id=args.client_id))
+    client_id = args.client_id or certificate_common_name(mqtt.cert_file)
+    asyncio.run(serve(settings, mqtt, client_id=client_id))
     return 0

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 CA_VALIDITY = dt.timedelta(days=10 * 365)
 LEAF_VALIDITY = dt.timedelta(days=2 * 365)
 INGEST_IDENTITY = "thuis-ingest"
+# Ingest workers share the load through a shared subscription; each has its own certificate, because the
+# broker makes the CN the client id. The broker's ACL lets this many read gateway topics.
+MAX_INGEST_WORKERS = 16
 RESERVED_PREFIX = "thuis-"
 # A gateway serial becomes the MQTT username and a topic level, so it may hold no '/', '+' or '#'.
 GATEWAY_SERIAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$")
@@ -140,6 +143,34 @@ def init_certificates(directory: Path, *, extra_server_names: tuple[str, ...] = 
         ca.issue(common_name=INGEST_IDENTITY, paths=ingest)
         created += [ingest.cert, ingest.key]
     return created
+
+
+def ingest_identity(worker: int) -> str:
+    """Return the certificate CN of ingest worker `worker`: `thuis-ingest`, `thuis-ingest-2`, ..."""
+    if not 1 <= worker <= MAX_INGEST_WORKERS:
+        raise CertificateError(f"ingest worker numbers run from 1 to {MAX_INGEST_WORKERS}, not {worker}")
+    return INGEST_IDENTITY if worker == 1 else f"{INGEST_IDENTITY}-{worker}"
+
+
+def issue_ingest_certificate(directory: Path, worker: int) -> CertPaths:
+    """Issue (or keep) the client certificate of an ingest worker."""
+    identity = ingest_identity(worker)
+    ca = CertificateAuthority(directory)
+    if not ca.exists():
+        raise CertificateError(f"no CA in {directory}; run `thuis certs init --dir {directory}` first")
+    paths = client_paths(directory, identity)
+    if not paths.cert.exists():
+        ca.issue(common_name=identity, paths=paths)
+    return paths
+
+
+def certificate_common_name(path: Path) -> str:
+    """Return the CN of a PEM certificate."""
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not names:
+        raise CertificateError(f"{path} has no common name")
+    return str(names[0].value)
 
 
 def issue_gateway_certificate(directory: Path, gateway_serial: str) -> CertPaths:

@@ -18,7 +18,7 @@ from string import Template
 from typing import IO
 from urllib.parse import quote
 
-from thuis.certs import broker_paths
+from thuis.certs import MAX_INGEST_WORKERS, broker_paths, ingest_identity
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +161,18 @@ class PostgresCluster:
             )
 
 
+INGEST_READS = ("benext/+/#", "maxem/+/#", "$SYS/broker/log/N")
+
+
+def render_broker_acl(*, ingest_workers: int = MAX_INGEST_WORKERS) -> str:
+    """Return the ACL of deploy/mosquitto with a read block for each ingest worker identity."""
+    blocks = [
+        "\n".join([f"user {ingest_identity(worker)}", *(f"topic read {topic}" for topic in INGEST_READS)])
+        for worker in range(1, ingest_workers + 1)
+    ]
+    return MOSQUITTO_ACL.read_text() + "\n" + "\n\n".join(blocks) + "\n"
+
+
 def render_broker_config(
     *,
     config_dir: Path,
@@ -206,7 +218,7 @@ class MosquittoBroker:
         shutil.copyfile(self.certs_dir / "ca.crt", self.config_dir / "ca.crt")
         shutil.copyfile(broker.cert, self.config_dir / "broker.crt")
         shutil.copyfile(broker.key, self.config_dir / "broker.key")
-        shutil.copyfile(MOSQUITTO_ACL, self.config_dir / "acl")
+        (self.config_dir / "acl").write_text(render_broker_acl())
         config = render_broker_config(
             config_dir=self.config_dir,
             data_dir=self.data_dir,

@@ -7,7 +7,13 @@ import logging
 import sys
 from pathlib import Path
 
-from thuis.certs import CertificateError, init_certificates, issue_gateway_certificate
+from thuis.certs import (
+    MAX_INGEST_WORKERS,
+    CertificateError,
+    init_certificates,
+    issue_gateway_certificate,
+    issue_ingest_certificate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +36,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     gateway = actions.add_parser("gateway", help="issue a client certificate whose CN is a gateway serial")
     gateway.add_argument("serial", help="the gateway serial")
     gateway.add_argument("--dir", type=Path, required=True, help="directory holding the CA")
+    ingest = actions.add_parser("ingest", help="issue the client certificate of another ingest worker")
+    ingest.add_argument(
+        "--worker",
+        type=int,
+        required=True,
+        help=f"worker number 1-{MAX_INGEST_WORKERS}: 1 is `thuis-ingest` (made by init), k `thuis-ingest-k`",
+    )
+    ingest.add_argument("--dir", type=Path, required=True, help="directory holding the CA")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
             if not created:
                 log.info("all certificates already exist in %s", args.dir)
         else:
-            paths = issue_gateway_certificate(args.dir, args.serial)
+            if args.certs_action == "ingest":
+                paths = issue_ingest_certificate(args.dir, args.worker)
+            else:
+                paths = issue_gateway_certificate(args.dir, args.serial)
             print(paths.cert)  # noqa: T201
             print(paths.key)  # noqa: T201
     except CertificateError as err:

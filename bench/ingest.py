@@ -44,7 +44,7 @@ from gateway_sim.fleet import build_fleet, generate_messages
 from gateway_sim.messages import SimMessage
 from gateway_sim.provision import provision
 from gateway_sim.publisher import publish
-from ingest.mqtt import GATEWAY_TOPICS, shared
+from ingest.mqtt import GATEWAY_TOPICS
 from thuis.certs import INGEST_IDENTITY, client_paths
 from thuis.settings import IngestSettings
 
@@ -113,7 +113,7 @@ class RawSubscriber:
         client = self._client()
         self._connect(client)
         client.loop_start()
-        client.subscribe([(topic, 1) for topic in shared(GATEWAY_TOPICS)])
+        client.subscribe([(topic, 1) for topic in GATEWAY_TOPICS])
         if not self._subscribed.wait(10):
             raise RuntimeError("raw subscriber: no SUBACK")
         client.disconnect()

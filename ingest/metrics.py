@@ -141,7 +141,9 @@ class StatusServer:
 
     async def start(self) -> None:
         """Listen; log where."""
-        self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        self._server = await asyncio.start_server(
+            self._serve, self._host, self._port, limit=MAX_REQUEST_HEAD_BYTES
+        )
         log.info("metrics and health on http://%s:%d/metrics and /health", self._host, self.port)
 
     async def stop(self) -> None:

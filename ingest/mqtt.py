@@ -51,7 +51,8 @@ SHARE_GROUP = "thuis-ingest"
 # Room for a few QoS 0 messages beyond the broker's Receive Maximum window.
 QUEUE_SLACK = 256
 CONNECT_TIMEOUT_S = 10.0
-RECONNECT_DELAYS_S = (1.0, 2.0, 5.0, 10.0)
+# The first retry comes quickly, to be subscribed again before gateways reconnect after a broker restart.
+RECONNECT_DELAYS_S = (0.2, 1.0, 2.0, 5.0, 10.0)
 STOP_TIMEOUT_S = 5.0
 
 
@@ -156,6 +157,7 @@ class _Connection(asyncio.Protocol):
     def resume_reading(self) -> None:
         if self.transport is not None and self.reading_paused:
             self.reading_paused = False
+            self.last_received = time.monotonic()  # the broker's silence counts from now, not from the pause
             self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -186,7 +188,7 @@ class MqttReceiver:
         session_expiry_s: int,
         receive_maximum: int,
         maximum_packet_size: int,
-        topic_filters: tuple[str, ...] = shared(GATEWAY_TOPICS),
+        topic_filters: tuple[str, ...] = GATEWAY_TOPICS,
     ) -> None:
         self._settings = settings
         self._client_id = client_id
@@ -216,12 +218,16 @@ class MqttReceiver:
         """
         self._stopping.set()
         live = self._live
-        if live is not None:
+        # A connection that is already closed has nothing to say; its `closed` may even be cancelled.
+        if live is not None and not live.closed.done():
             live.send(disconnect_packet(session_expiry_s=0 if end_session else None))
             if live.transport is not None:
                 live.transport.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(live.closed), STOP_TIMEOUT_S)
+            if live.transport is not None and not live.closed.done():
+                # The broker did not close its side in time (TLS waits for its close_notify): drop it.
+                live.transport.abort()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -380,7 +386,8 @@ class MqttReceiver:
         while True:
             await asyncio.sleep(interval / 4)
             now = time.monotonic()
-            if now - live.last_received > interval * 1.5:
+            # While we do not read (the queue is full), the broker's answers wait unread: that is no silence.
+            if not live.reading_paused and now - live.last_received > interval * 1.5:
                 live.abort(f"nothing from the broker for {now - live.last_received:.0f} s")
                 return
             if now - live.last_sent >= interval / 2:

@@ -53,8 +53,19 @@ class IngestTotals:
         self.quarantined += result.quarantined
 
 
+class StoppedWhileWaitingError(Exception):
+    """Asked to stop before the database could be reached."""
+
+
+async def stop_requested_within(stopping: asyncio.Event, delay_s: float) -> bool:
+    """Wait `delay_s` seconds, or less if asked to stop; say whether asked to stop."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), delay_s)
+    return stopping.is_set()
+
+
 @contextlib.asynccontextmanager
-async def open_pool(settings: IngestSettings) -> AsyncIterator[asyncpg.Pool]:
+async def open_pool(settings: IngestSettings, stopping: asyncio.Event) -> AsyncIterator[asyncpg.Pool]:
     """Open the database pool, waiting for the database to come up; close it on the way out."""
     delays = iter(RETRY_DELAYS_S)
     while True:
@@ -70,7 +81,8 @@ async def open_pool(settings: IngestSettings) -> AsyncIterator[asyncpg.Pool]:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
             delay = next(delays, RETRY_DELAYS_S[-1])
             log.warning("database not reachable (%s); retrying in %.1f s", type(err).__name__, delay)
-            await asyncio.sleep(delay)
+            if await stop_requested_within(stopping, delay):
+                raise StoppedWhileWaitingError from None
     try:
         yield pool
     finally:
@@ -88,9 +100,7 @@ class IngestService:
             session_expiry_s=settings.session_expiry_s,
             receive_maximum=settings.receive_maximum,
             maximum_packet_size=settings.max_packet_bytes,
-            # Gateway messages are shared out among the workers; each worker reads every broker log
-            # line, and the events they yield are stored once (same key).
-            topic_filters=(*shared(GATEWAY_TOPICS), BROKER_LOG_TOPIC),
+            topic_filters=(*_gateway_filters(settings), BROKER_LOG_TOPIC),
         )
         self.writer = BatchWriter(
             gateways=GatewayDirectory(ttl_s=settings.gateway_cache_ttl_s),
@@ -118,9 +128,11 @@ class IngestService:
         )
         await status.start()
         try:
-            async with open_pool(self.settings) as pool:
+            async with open_pool(self.settings, self._stopping) as pool:
                 self._pool = pool
                 await self._receive_until_stopped(pool)
+        except StoppedWhileWaitingError:
+            log.info("stopped before the database could be reached")
         finally:
             self._pool = None
             await status.stop()
@@ -146,7 +158,9 @@ class IngestService:
         self.receiver.start()
         in_flight: InFlight = collections.deque()
         depth = self.settings.commit_pipeline
-        last_stats = last_traffic = time.monotonic()
+        last_traffic = time.monotonic()
+        # On its own timer: during a database outage the loop below waits for the oldest commit.
+        stats = asyncio.create_task(self._log_totals_periodically())
         try:
             while not self._stopping.is_set():
                 batch = await self.receiver.get_batch(
@@ -159,9 +173,6 @@ class IngestService:
                     self.metrics.received_bytes.inc(sum(len(message.payload) for message in batch))
                     in_flight.append((batch, asyncio.create_task(self._commit(pool, batch))))
                 await self._acknowledge(in_flight, keep=depth - 1)
-                if time.monotonic() - last_stats >= STATS_INTERVAL_S:
-                    self._log_totals()
-                    last_stats = time.monotonic()
                 if time.monotonic() - last_traffic >= self.settings.traffic_interval_s:
                     await self._flush_traffic(pool)
                     last_traffic = time.monotonic()
@@ -171,6 +182,8 @@ class IngestService:
             await self._acknowledge(in_flight, keep=0)
             await self.receiver.stop()
             await self._flush_traffic(pool)
+            stats.cancel()
+            await asyncio.gather(stats, return_exceptions=True)
             self._log_totals()
 
     async def _acknowledge(self, in_flight: InFlight, *, keep: int) -> None:
@@ -225,6 +238,7 @@ class IngestService:
         """Commit a batch, retrying while the database is unavailable; None if stopped before it could."""
         metrics = self.metrics
         delays = iter(RETRY_DELAYS_S)
+        failures = 0
         while True:
             try:
                 started = time.perf_counter()
@@ -232,6 +246,8 @@ class IngestService:
                     result = await self.writer.write(conn, batch)
                 metrics.commit_seconds.observe(time.perf_counter() - started)
                 metrics.database_reachable.set(1)
+                if failures:
+                    log.info("database is back: committed a batch after %d failed attempts", failures)
                 return result
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as err:
                 metrics.commit_failures.inc()
@@ -244,11 +260,18 @@ class IngestService:
                     log.info("batch commit conflicted with another (%s); retrying", err)
                     continue
                 metrics.database_reachable.set(0)
+                failures += 1
                 delay = next(delays, RETRY_DELAYS_S[-1])
                 log.warning(
                     "database write failed (%s: %s); retrying in %.1f s", type(err).__name__, err, delay
                 )
-                await asyncio.sleep(delay)
+                # Asked to stop, it tries once more at once, then gives up (above).
+                await stop_requested_within(self._stopping, delay)
+
+    async def _log_totals_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL_S)
+            self._log_totals()
 
     def _log_totals(self) -> None:
         totals = self.totals
@@ -260,6 +283,19 @@ class IngestService:
             totals.quarantined,
             self.receiver.queued(),
         )
+
+
+def _gateway_filters(settings: IngestSettings) -> tuple[str, ...]:
+    """Plain subscriptions for one worker; a shared subscription when several workers share the load.
+
+    Mosquitto 2.0 does not restore shared subscriptions from its persistence file: after a broker
+    restart, gateway messages published before the workers subscribe again have no subscriber and are
+    dropped (tests/test_faults.py). A plain subscription of a persistent session is restored and queues
+    them. Each worker also reads every broker log line; the events they yield are stored once (same key).
+    """
+    if settings.share_group is None:
+        return GATEWAY_TOPICS
+    return shared(GATEWAY_TOPICS, settings.share_group)
 
 
 def _is_conflict(error: BaseException) -> bool:

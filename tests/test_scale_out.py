@@ -44,6 +44,7 @@ async def test_two_workers_share_the_load_and_store_every_reading_once(
             "THUIS_MQTT_CERT_FILE": str(identity.cert),
             "THUIS_MQTT_KEY_FILE": str(identity.key),
             "THUIS_STATUS_PORT": str(free_port()),
+            "THUIS_SHARE_GROUP": "thuis-ingest",
         }
         workers.append(
             IngestProcess(env=environment, log_path=workdir / f"ingest-{database.name}-{number}.log")

@@ -56,6 +56,10 @@ class IngestSettings(ThuisSettings):
     # above the broker's max_packet_size: the broker silently discards for us what exceeds it.
     max_packet_bytes: int = Field(default=1024 * 1024, ge=1024, le=268_435_455)
     gateway_cache_ttl_s: float = Field(default=30.0, ge=0)
+    # Set to run several workers on one broker: they join this MQTT v5 shared subscription group and the
+    # broker hands each message to one of them. Unset (one worker), plain subscriptions are used, which
+    # Mosquitto 2.0 keeps across a broker restart (it does not keep shared ones; see docs/operations.md).
+    share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     # Batches committing at once, each on its own connection; acknowledgements still go out in order.
     commit_pipeline: int = Field(default=2, ge=1, le=16)
     database_pool_size: int = Field(default=3, ge=2)

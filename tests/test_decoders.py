@@ -105,7 +105,11 @@ GOOD_BENEXT = {"schema": 1, "ts": 1764082800123, "type": "door", "values": {"ope
             {**GOOD_BENEXT, "schema": 2},
             "unsupported BeNext schema version 2; supported: 1",
         ),
-        ("benext/BNX-0001/nodes/5", {**GOOD_BENEXT, "schema": "1"}, "unsupported BeNext schema version '1'"),
+        (
+            "benext/BNX-0001/nodes/5",
+            {**GOOD_BENEXT, "schema": "1"},
+            "schema: expected an integer BeNext schema version, got a string ('1'); supported: 1",
+        ),
         (
             "benext/BNX-0001/nodes/5",
             {**GOOD_BENEXT, "ts": "yesterday"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ingest.decode.common import (
@@ -14,9 +15,12 @@ from ingest.decode.common import (
     ReadingTable,
     StatusReport,
     boolean,
+    check_version,
+    describe,
     epoch_milliseconds,
+    interpret_json_object,
     number,
-    parse_json_object,
+    quote,
     require_fields,
     short_text,
 )
@@ -80,24 +84,29 @@ def decode(subtopic: tuple[str, ...], payload: bytes) -> Decoded:
     """Decode a message published under `benext/<serial>/` with the rest of its topic given."""
     match subtopic:
         case ("nodes", node):
-            return Decoded(readings=_node_report(_node_id(node), parse_json_object(payload)))
+            node_id = _node_id(node)
+            return Decoded(readings=interpret_json_object(payload, partial(_node_report, node_id)))
         case ("status",):
-            return Decoded(status=_status(parse_json_object(payload)))
+            return Decoded(status=interpret_json_object(payload, _status))
         case _:
-            raise DecodeError(f"'{'/'.join(subtopic)}' is not a known BeNext topic after the serial")
+            raise DecodeError(f"{quote('/'.join(subtopic))} is not a known BeNext topic after the serial")
 
 
 def _node_id(text: str) -> str:
-    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_NODE_ID) or text.startswith("0"):
-        raise DecodeError(f"topic node id {text[:20]!r} is not a Z-Wave node id 1..{MAX_NODE_ID}")
+    # The length check comes first: int() of a topic level thousands of digits long is an error of its own.
+    if not (
+        0 < len(text) <= len(str(MAX_NODE_ID))
+        and text.isascii()
+        and text.isdigit()
+        and not text.startswith("0")
+        and int(text) <= MAX_NODE_ID
+    ):
+        raise DecodeError(f"topic node id {quote(text)} is not a Z-Wave node id 1..{MAX_NODE_ID}")
     return text
 
 
 def _check_schema(document: dict[str, Any]) -> None:
-    schema = document.get("schema")
-    if type(schema) is not int or schema not in SUPPORTED_SCHEMAS:
-        supported = ", ".join(str(version) for version in SUPPORTED_SCHEMAS)
-        raise DecodeError(f"unsupported BeNext schema version {schema!r}; supported: {supported}")
+    check_version(document, field="schema", format_name="BeNext schema", supported=SUPPORTED_SCHEMAS)
 
 
 def _node_report(node: str, document: dict[str, Any]) -> tuple[Reading, ...]:
@@ -105,18 +114,22 @@ def _node_report(node: str, document: dict[str, Any]) -> tuple[Reading, ...]:
     require_fields(document, required={"schema", "ts", "type", "values"}, optional=set(), where="")
     measured_at = epoch_milliseconds(document["ts"], path="ts")
     node_type = document["type"]
-    specs = NODE_TYPES.get(node_type) if isinstance(node_type, str) else None
+    if not isinstance(node_type, str):
+        raise DecodeError(f"type: expected a node type string, got {describe(node_type)}")
+    specs = NODE_TYPES.get(node_type)
     if specs is None:
-        known = ", ".join(NODE_TYPES)
-        raise DecodeError(f"type: unknown node type {str(node_type)[:40]!r}; known: {known}")
+        raise DecodeError(f"type: unknown node type {quote(node_type)}; known: {', '.join(NODE_TYPES)}")
     values = document["values"]
     if not isinstance(values, dict) or not values:
-        raise DecodeError("values: expected an object with at least one value")
+        got = "an empty object" if values == {} else describe(values)
+        raise DecodeError(f"values: expected an object with at least one value, got {got}")
     readings = []
     for name, raw in values.items():
         spec = specs.get(name)
         if spec is None:
-            raise DecodeError(f"unknown value {name[:40]!r} for node type {node_type!r}")
+            raise DecodeError(
+                f"values: unknown value {quote(name)} for node type {node_type!r}; known: {', '.join(specs)}"
+            )
         path = f"values.{name}"
         if spec.lower is None or spec.upper is None:
             value = boolean(raw, path=path)
@@ -131,7 +144,7 @@ def _status(document: dict[str, Any]) -> StatusReport:
     require_fields(document, required={"schema", "state"}, optional={"ts", "firmware"}, where="")
     state = document["state"]
     if state not in ("online", "offline"):
-        raise DecodeError(f"state: expected 'online' or 'offline', got {str(state)[:40]!r}")
+        raise DecodeError(f"state: expected 'online' or 'offline', got {describe(state)}")
     occurred_at = epoch_milliseconds(document["ts"], path="ts") if "ts" in document else None
     firmware = short_text(document["firmware"], path="firmware") if "firmware" in document else None
     return StatusReport(online=state == "online", occurred_at=occurred_at, firmware=firmware)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from ingest.decode.common import (
@@ -11,9 +12,11 @@ from ingest.decode.common import (
     Reading,
     StatusReport,
     boolean,
-    json_type,
+    check_version,
+    describe,
+    interpret_json_object,
     number,
-    parse_json_object,
+    quote,
     require_fields,
     rfc3339,
     short_text,
@@ -48,18 +51,15 @@ def decode(subtopic: tuple[str, ...], payload: bytes) -> Decoded:
     """Decode a message published under `maxem/<serial>/` with the rest of its topic given."""
     match subtopic:
         case ("measurement",):
-            return Decoded(readings=_measurement(parse_json_object(payload)))
+            return Decoded(readings=interpret_json_object(payload, _measurement))
         case ("status",):
-            return Decoded(status=_status(parse_json_object(payload)))
+            return Decoded(status=interpret_json_object(payload, _status))
         case _:
-            raise DecodeError(f"'{'/'.join(subtopic)}' is not a known Maxem topic after the serial")
+            raise DecodeError(f"{quote('/'.join(subtopic))} is not a known Maxem topic after the serial")
 
 
 def _check_version(document: dict[str, Any]) -> None:
-    version = document.get("v")
-    if type(version) is not int or version not in SUPPORTED_VERSIONS:
-        supported = ", ".join(str(number) for number in SUPPORTED_VERSIONS)
-        raise DecodeError(f"unsupported Maxem version {version!r}; supported: {supported}")
+    check_version(document, field="v", format_name="Maxem", supported=SUPPORTED_VERSIONS)
 
 
 def _measurement(document: dict[str, Any]) -> tuple[Reading, ...]:
@@ -75,9 +75,9 @@ def _measurement(document: dict[str, Any]) -> tuple[Reading, ...]:
     return tuple(readings)
 
 
-def _channel(channel: str, fields: object, measured_at: Any) -> list[Reading]:
+def _channel(channel: str, fields: object, measured_at: dt.datetime) -> list[Reading]:
     if not isinstance(fields, dict):
-        raise DecodeError(f"{channel}: expected an object, got {json_type(fields)}")
+        raise DecodeError(f"{channel}: expected an object, got {describe(fields)}")
     scalars = SCALAR_FIELDS[channel]
     phased = PHASE_FIELDS if channel == "grid" else {}
     require_fields(fields, required=set(), optional=set(scalars) | set(phased), where=f"{channel}: ")
@@ -100,10 +100,7 @@ def _channel(channel: str, fields: object, measured_at: Any) -> list[Reading]:
 
 def _phases(raw: object, *, bound: float, path: str) -> list[float]:
     if not isinstance(raw, list) or len(raw) not in PHASE_COUNTS:
-        raise DecodeError(
-            f"{path}: expected an array of 1 or 3 numbers, got {json_type(raw)}"
-            + (f" of {len(raw)}" if isinstance(raw, list) else "")
-        )
+        raise DecodeError(f"{path}: expected an array of 1 or 3 numbers, got {describe(raw)}")
     return [
         number(value, lower=-bound, upper=bound, path=f"{path}[{index}]") for index, value in enumerate(raw)
     ]

@@ -241,6 +241,125 @@ async def copy_ceiling(stack: BenchStack) -> tuple[int, float]:
         await conn.close()
 
 
+class Simulator:
+    """`thuis sim` publishing as fast as it can in its own process, as gateways that keep sending."""
+
+    def __init__(self, stack: BenchStack, fleet_args: dict[str, int], start: dt.datetime, seconds: float):
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "thuis",
+                "sim",
+                "--host",
+                "localhost",
+                "--port",
+                str(stack.broker.port),
+                "--certs",
+                str(stack.certs_dir),
+                "--benext",
+                str(fleet_args["benext"]),
+                "--maxem",
+                str(fleet_args["maxem"]),
+                "--seed",
+                str(fleet_args["seed"]),
+                "--start",
+                start.isoformat(),
+                "--rate",
+                "0",
+                "--duration",
+                str(seconds),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def finish(self) -> dict[str, float]:
+        """Stop the simulator if it still runs; return its JSON summary."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        stdout, _ = self.process.communicate(timeout=900)
+        summary: dict[str, float] = json.loads(stdout.decode().strip().splitlines()[-1])
+        return summary
+
+
+@dataclass
+class Live:
+    """Gateways publishing while the ingest runs, is stopped, and catches up."""
+
+    publish_rate: float  # messages/s the simulated gateways published
+    steady_rate: float  # messages/s the ingest committed while keeping up
+    catch_up_rate: float  # messages/s the ingest committed right after a restart, with a backlog
+    catch_up_s: float  # from the restart until it had caught up with the gateways
+
+
+def rate_over(ingest: IngestRun, seconds: float) -> float:
+    """Committed messages per second over the next `seconds`."""
+    before, started = ingest.metric("thuis_ingest_messages_committed_total"), time.perf_counter()
+    time.sleep(seconds)
+    after = ingest.metric("thuis_ingest_messages_committed_total")
+    return (after - before) / (time.perf_counter() - started)
+
+
+def live_phase(
+    stack: BenchStack, fleet_args: dict[str, int], start: dt.datetime, workdir: Path, run: int
+) -> Live:
+    """Steady state, then 10 s of outage while the gateways go on, then catch-up after the restart."""
+    warmup_s, steady_s, outage_s, catch_up_window_s = 2.0, 10.0, 10.0, 4.0
+    ingest = IngestRun(stack, workdir / f"ingest-live-{run}-a.log")
+    ingest.wait_subscribed()
+    simulator = Simulator(stack, fleet_args, start, 600)
+    deadline = time.monotonic() + 120
+    while not ingest.metric("thuis_ingest_messages_committed_total") and time.monotonic() < deadline:
+        time.sleep(POLL_S)  # the gateways connect first
+    time.sleep(warmup_s)
+    steady = rate_over(ingest, steady_s)
+    ingest.stop()
+    time.sleep(outage_s)
+    restarted_at = time.perf_counter()
+    ingest = IngestRun(stack, workdir / f"ingest-live-{run}-b.log")
+    try:
+        ingest.wait_subscribed()
+        while not ingest.metric("thuis_ingest_messages_committed_total"):
+            time.sleep(POLL_S)
+        catch_up = rate_over(ingest, catch_up_window_s)
+        # Caught up: the ingest commits no faster than the gateways publish, i.e. the backlog is gone.
+        while rate_over(ingest, 1.0) > steady * 1.1 and simulator.process.poll() is None:
+            pass
+        caught_up_s = time.perf_counter() - restarted_at
+        summary = simulator.finish()
+    finally:
+        ingest.stop()
+    return Live(summary["messages_per_s"], steady, catch_up, caught_up_s)
+
+
+def soak(stack: BenchStack, fleet_args: dict[str, int], start: dt.datetime, seconds: float) -> None:
+    """Gateways publish at full speed for `seconds` while the ingest runs; print its memory over time."""
+    ingest = IngestRun(stack, stack.workdir / "ingest-soak.log")
+    ingest.wait_subscribed()
+    simulator = Simulator(stack, fleet_args, start, seconds)
+    samples: list[tuple[float, float, float]] = []
+    started = time.perf_counter()
+    try:
+        while simulator.process.poll() is None:
+            time.sleep(5)
+            committed = ingest.metric("thuis_ingest_messages_committed_total")
+            samples.append((time.perf_counter() - started, ingest.rss_mib(), committed))
+        summary = simulator.finish()
+    finally:
+        ingest.stop()
+    print(f"\nsoak: {seconds:.0f} s of gateways publishing {summary['messages_per_s']:,.0f} msg/s")
+    for elapsed, rss, committed in samples[:: max(1, len(samples) // 12)]:
+        print(f"  t={elapsed:5.0f} s  RSS {rss:6.1f} MiB  committed {committed:>12,.0f}")
+    after_first_minute = [rss for elapsed, rss, _ in samples if elapsed >= 60]
+    if after_first_minute:
+        print(
+            f"  RSS after the first minute: min {min(after_first_minute):.1f} MiB, "
+            f"max {max(after_first_minute):.1f} MiB, last {after_first_minute[-1]:.1f} MiB; "
+            f"peak {max(rss for _, rss, _ in samples):.1f} MiB"
+        )
+
+
 def truncate_readings(stack: BenchStack) -> None:
     with psycopg.connect(stack.owner_url, autocommit=True) as conn:
         conn.execute("TRUNCATE energy_readings, smart_home_readings, gateway_connectivity_events, quarantine")
@@ -250,7 +369,7 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def main() -> int:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -259,10 +378,82 @@ def main() -> int:
     parser.add_argument("--benext", type=int, default=40)
     parser.add_argument("--maxem", type=int, default=40)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--soak-s", type=float, default=0, help="then a live run this long, watching memory")
     parser.add_argument("--profile", type=Path, help="record the ingest with py-spy (--gil) into this folder")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return parser.parse_args()
 
+
+def one_run(
+    stack: BenchStack,
+    run: int,
+    *,
+    messages: list[SimMessage],
+    fleet_args: dict[str, int],
+    start: dt.datetime,
+    raw: RawSubscriber,
+    profile_dir: Path | None,
+) -> dict[str, float]:
+    """(a), (c), (b) and the live phase; print and return the run's figures."""
+    readings = sum(len(m.readings) for m in messages)
+    truncate_readings(stack)
+    fill_rate = fill_backlog(stack, messages, fleet_args)
+    mqtt = raw.drain(len(messages), readings)
+    fill_backlog(stack, messages, fleet_args)
+    profile = profile_dir / f"ingest-{run}.txt" if profile_dir else None
+    e2e, peak = ingest_drain(stack, len(messages), readings, stack.workdir / f"ingest-{run}.log", profile)
+    rows, seconds = asyncio.run(copy_ceiling(stack))
+    copy_rate = rows / seconds
+    print(
+        f"run {run}: (a) MQTT {mqtt.messages_per_s:,.0f} msg/s | (c) ingest "
+        f"{e2e.messages_per_s:,.0f} msg/s, {e2e.readings_per_s:,.0f} readings/s, peak RSS {peak:.0f} MiB"
+        f" | (b) COPY {copy_rate:,.0f} rows/s | fill {fill_rate:,.0f} msg/s",
+        flush=True,
+    )
+    truncate_readings(stack)
+    live = live_phase(stack, fleet_args, start, stack.workdir, run)
+    print(
+        f"  live: gateways {live.publish_rate:,.0f} msg/s, ingest steady {live.steady_rate:,.0f} msg/s, "
+        f"catch-up after 10 s down {live.catch_up_rate:,.0f} msg/s, "
+        f"caught up {live.catch_up_s:.0f} s after the restart",
+        flush=True,
+    )
+    return {
+        "mqtt_msgs": mqtt.messages_per_s,
+        "mqtt_readings": mqtt.readings_per_s,
+        "e2e_msgs": e2e.messages_per_s,
+        "e2e_readings": e2e.readings_per_s,
+        "copy_rows": copy_rate,
+        "ratio_mqtt": e2e.messages_per_s / mqtt.messages_per_s,
+        "ratio_copy": e2e.readings_per_s / copy_rate,
+        "peak_rss": peak,
+        "live_publish": live.publish_rate,
+        "live_steady": live.steady_rate,
+        "live_catch_up": live.catch_up_rate,
+        "catch_up_over_steady": live.catch_up_rate / live.steady_rate,
+        "catch_up_over_drain": live.catch_up_rate / e2e.messages_per_s,
+    }
+
+
+def print_medians(m: dict[str, float], runs: int) -> None:
+    rates = "{:>10,.0f} msg/s  {:>10,.0f} readings/s"
+    print(f"\nmedian of {runs} runs:")
+    print("  (a) raw MQTT ceiling      " + rates.format(m["mqtt_msgs"], m["mqtt_readings"]))
+    print(f"  (b) raw COPY ceiling      {'':>16}  {m['copy_rows']:>10,.0f} rows/s")
+    print("  (c) thuis ingest          " + rates.format(m["e2e_msgs"], m["e2e_readings"]))
+    print(f"  (c)/(a) messages          {m['ratio_mqtt']:>10.0%}")
+    print(f"  (c)/(b) rows              {m['ratio_copy']:>10.0%}")
+    print(f"  ingest peak RSS           {m['peak_rss']:>10.0f} MiB")
+    print(f"  live: gateways publish    {m['live_publish']:>10,.0f} msg/s")
+    print(f"        ingest steady       {m['live_steady']:>10,.0f} msg/s (keeping up with them)")
+    print(f"        catch-up            {m['live_catch_up']:>10,.0f} msg/s after 10 s down")
+    print(f"        catch-up / steady   {m['catch_up_over_steady']:>10.0%}")
+    print(f"        catch-up / (c)      {m['catch_up_over_drain']:>10.0%} (its full drain rate)")
+    print(json.dumps({name: round(value, 3) for name, value in m.items()}))
+
+
+def main() -> int:
+    args = parse_arguments()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     fleet_args = {"benext": args.benext, "maxem": args.maxem, "seed": args.seed}
     start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=6)
     messages = list(generate_messages(build_fleet(**fleet_args), start=start, count=args.messages))
@@ -272,61 +463,33 @@ def main() -> int:
         f"{len(messages)} messages carrying {readings} readings "
         f"({readings / len(messages):.2f} per message) from {args.benext} BeNext + {args.maxem} Maxem"
     )
-    results: dict[str, list[float]] = {}
-
-    def record(name: str, value: float) -> None:
-        results.setdefault(name, []).append(value)
-
+    results: list[dict[str, float]] = []
     with bench_stack() as stack:
         with psycopg.connect(stack.owner_url) as conn:
             provision(
                 conn,
                 certs_dir=stack.certs_dir,
                 registered_at=start - dt.timedelta(days=1),
-                **{k: v for k, v in fleet_args.items() if k != "seed"},
+                benext=args.benext,
+                maxem=args.maxem,
             )
         raw = RawSubscriber(stack)
         raw.create_session()
         for run in range(1, args.runs + 1):
+            figures = one_run(
+                stack,
+                run,
+                messages=messages,
+                fleet_args=fleet_args,
+                start=start,
+                raw=raw,
+                profile_dir=args.profile,
+            )
+            results.append(figures)
+        if args.soak_s:
             truncate_readings(stack)
-            fill_rate = fill_backlog(stack, messages, fleet_args)
-            mqtt = raw.drain(len(messages), readings)
-            fill_backlog(stack, messages, fleet_args)
-            profile = args.profile / f"ingest-{run}.txt" if args.profile else None
-            e2e, peak = ingest_drain(
-                stack, len(messages), readings, stack.workdir / f"ingest-{run}.log", profile
-            )
-            rows, seconds = asyncio.run(copy_ceiling(stack))
-            copy_rate = rows / seconds
-            print(
-                f"run {run}: (a) MQTT {mqtt.messages_per_s:,.0f} msg/s | (c) ingest "
-                f"{e2e.messages_per_s:,.0f} msg/s, {e2e.readings_per_s:,.0f} readings/s, "
-                f"peak RSS {peak:.0f} MiB"
-                f" | (b) COPY {copy_rate:,.0f} rows/s | fill {fill_rate:,.0f} msg/s",
-                flush=True,
-            )
-            record("mqtt_msgs", mqtt.messages_per_s)
-            record("mqtt_readings", mqtt.readings_per_s)
-            record("e2e_msgs", e2e.messages_per_s)
-            record("e2e_readings", e2e.readings_per_s)
-            record("copy_rows", copy_rate)
-            record("ratio_mqtt", e2e.messages_per_s / mqtt.messages_per_s)
-            record("ratio_copy", e2e.readings_per_s / copy_rate)
-            record("peak_rss", peak)
-
-    m = {name: median(values) for name, values in results.items()}
-    print(f"\nmedian of {args.runs} runs:")
-    print(
-        f"  (a) raw MQTT ceiling      {m['mqtt_msgs']:>10,.0f} msg/s  {m['mqtt_readings']:>10,.0f} readings/s"
-    )
-    print(f"  (b) raw COPY ceiling      {'':>16}  {m['copy_rows']:>10,.0f} rows/s")
-    print(
-        f"  (c) thuis ingest          {m['e2e_msgs']:>10,.0f} msg/s  {m['e2e_readings']:>10,.0f} readings/s"
-    )
-    print(f"  (c)/(a) messages          {m['ratio_mqtt']:>10.0%}")
-    print(f"  (c)/(b) rows              {m['ratio_copy']:>10.0%}")
-    print(f"  ingest peak RSS           {m['peak_rss']:>10.0f} MiB")
-    print(json.dumps({name: round(value, 3) for name, value in m.items()}))
+            soak(stack, fleet_args, start, args.soak_s)
+    print_medians({name: median([r[name] for r in results]) for name in results[0]}, args.runs)
     return 0
 
 

@@ -54,6 +54,7 @@ CONNECT_TIMEOUT_S = 10.0
 # The first retry comes quickly, to be subscribed again before gateways reconnect after a broker restart.
 RECONNECT_DELAYS_S = (0.2, 1.0, 2.0, 5.0, 10.0)
 STOP_TIMEOUT_S = 5.0
+DEFAULT_MAX_QUEUED_BYTES = 32 * 1024 * 1024
 
 
 def shared(topic_filters: tuple[str, ...], group: str = SHARE_GROUP) -> tuple[str, ...]:
@@ -174,10 +175,11 @@ class _Connection(asyncio.Protocol):
 class MqttReceiver:
     """Subscribe with a persistent session and acknowledge only when told to.
 
-    The broker may have at most `receive_maximum` unacknowledged QoS 1 messages in flight to us, so
-    the queue never holds more than that: when the writer is slow or the database is down, the broker
-    keeps the backlog, not us. Should QoS 0 messages fill the queue anyway, reading from the socket
-    pauses, and TCP slows the broker down.
+    The broker should have at most `receive_maximum` unacknowledged QoS 1 messages in flight to us, but
+    Mosquitto 2.0 sends more once acknowledgements flow, and QoS 0 messages are not counted at all. So
+    the queue has limits of its own, in messages and in bytes: when either is reached, reading from the
+    socket pauses, TCP stops the broker, and the broker keeps the backlog, not us. The queue can exceed
+    a limit by at most what one read from the socket holds (256 KiB of TLS records).
     """
 
     def __init__(
@@ -189,6 +191,7 @@ class MqttReceiver:
         receive_maximum: int,
         maximum_packet_size: int,
         topic_filters: tuple[str, ...] = GATEWAY_TOPICS,
+        max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
     ) -> None:
         self._settings = settings
         self._client_id = client_id
@@ -198,6 +201,8 @@ class MqttReceiver:
         self.topic_filters = topic_filters
         self._queue: collections.deque[ReceivedMessage] = collections.deque()
         self._queue_limit = receive_maximum + QUEUE_SLACK
+        self._queued_bytes = 0
+        self._max_queued_bytes = max_queued_bytes
         self._available = asyncio.Event()
         self._stopping = asyncio.Event()
         self._packet_ids = itertools.cycle(range(1, 0x10000))
@@ -264,10 +269,20 @@ class MqttReceiver:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._available.wait(), remaining)
         batch = [queue.popleft() for _ in range(min(max_messages, len(queue)))]
+        self._queued_bytes -= sum(len(message.payload) for message in batch)
         live = self._live
-        if live is not None and live.reading_paused and len(queue) <= self._queue_limit // 2:
+        if (
+            live is not None
+            and live.reading_paused
+            and len(queue) <= self._queue_limit // 2
+            and self._queued_bytes <= self._max_queued_bytes // 2
+        ):
             live.resume_reading()
         return batch
+
+    def queued_bytes(self) -> int:
+        """Return the payload bytes of the received messages that wait for the writer."""
+        return self._queued_bytes
 
     def queued(self) -> int:
         """Return how many received messages wait for the writer."""
@@ -295,8 +310,9 @@ class MqttReceiver:
                 publish.topic, publish.payload, publish.packet_id, publish.qos, received_at, connection.number
             )
         )
+        self._queued_bytes += len(publish.payload)
         self._available.set()
-        if len(self._queue) >= self._queue_limit:
+        if len(self._queue) >= self._queue_limit or self._queued_bytes >= self._max_queued_bytes:
             connection.pause_reading()
 
     async def _run(self) -> None:
@@ -320,6 +336,7 @@ class MqttReceiver:
         loop = asyncio.get_running_loop()
         self._connections += 1
         number = self._connections
+        self._drop_unacknowledgeable(number)
         settings = self._settings
         _, live = await asyncio.wait_for(
             loop.create_connection(
@@ -363,6 +380,20 @@ class MqttReceiver:
                 keepalive.cancel()
             if live.transport is not None and not self._stopping.is_set():
                 live.transport.abort()
+
+    def _drop_unacknowledgeable(self, connection: int) -> None:
+        """Forget queued QoS 1 messages of earlier connections: the broker sends them again on this one.
+
+        They could no longer be acknowledged, and keeping them could leave the queue full, so that the
+        new connection's SUBACK would wait unread. QoS 0 messages are never sent again; they stay.
+        """
+        kept = [m for m in self._queue if m.connection == connection or m.qos == 0]
+        stale = len(self._queue) - len(kept)
+        if stale:
+            self._queue.clear()
+            self._queue.extend(kept)
+            self._queued_bytes = sum(len(message.payload) for message in kept)
+            log.info("dropped %d queued messages of the lost connection; the broker sends them again", stale)
 
     async def _request(self, live: _Connection, make_packet: _RequestPacket, what: str) -> None:
         packet_id = next(self._packet_ids)

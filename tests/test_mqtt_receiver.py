@@ -269,6 +269,44 @@ async def test_a_full_queue_does_not_make_the_receiver_drop_a_healthy_connection
         assert {(message.qos, message.connection) for message in received} == {(0, 1)}
 
 
+async def test_the_queue_holds_a_bounded_number_of_bytes_whatever_the_message_count(
+    mqtt_settings: MqttClientSettings, gateway: SimGateway, publish: Publisher
+):
+    # A window of 2,000 messages of 100 KiB would be 200 MB; the byte limit pauses reading long before.
+    limit = 1024 * 1024
+    one_read = 256 * 1024  # what a single read from the TLS socket can add beyond the limit
+    payload = b"x" * (100 * 1024)
+    sent = [(f"benext/{gateway.serial}/nodes/{i % 7 + 1}", payload + str(i).encode()) for i in range(60)]
+    receiver = MqttReceiver(
+        mqtt_settings,
+        client_id=INGEST_IDENTITY,
+        session_expiry_s=SESSION_EXPIRY_S,
+        receive_maximum=2000,
+        maximum_packet_size=1 << 20,
+        max_queued_bytes=limit,
+    )
+    receiver.start()
+    try:
+        await asyncio.wait_for(receiver.subscribed.wait(), 10)
+        publishing = asyncio.create_task(publish(sent))
+        peak = 0
+        while not publishing.done():
+            peak = max(peak, receiver.queued_bytes())
+            await asyncio.sleep(0.002)
+        await publishing
+        await until(lambda: receiver.queued_bytes() >= limit, what="the byte limit to be reached")
+        await asyncio.sleep(0.5)  # time for more to arrive, were reading not paused
+        peak = max(peak, receiver.queued_bytes())
+        assert limit <= peak <= limit + one_read + len(payload) + 100
+        assert receiver.queued() < len(sent)
+        # Taking messages off the queue resumes reading, and everything arrives, in order.
+        received = await receive(receiver, len(sent))
+        assert as_sent(received) == sent
+        assert receiver.queued_bytes() == 0
+    finally:
+        await receiver.stop()
+
+
 def publish_at_qos_0(
     gateway: SimGateway, broker: MosquittoBroker, certs_dir: Path, messages: list[Message]
 ) -> None:

@@ -21,6 +21,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--client-id",
         help="MQTT client id (default: the certificate's CN, which the broker enforces anyway)",
     )
+    parser.add_argument(
+        "--retire",
+        action="store_true",
+        help="retire this worker of a shared subscription: leave the subscription, store what is still "
+        "queued for it, end its session at the broker, and exit",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,5 +34,5 @@ def run(args: argparse.Namespace) -> int:
     settings = IngestSettings()
     mqtt = MqttClientSettings()
     client_id = args.client_id or certificate_common_name(mqtt.cert_file)
-    asyncio.run(serve(settings, mqtt, client_id=client_id))
+    asyncio.run(serve(settings, mqtt, client_id=client_id, retire=args.retire))
     return 0

@@ -209,6 +209,7 @@ class MqttReceiver:
         self._live: _Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._connections = 0
+        self._left = False  # unsubscribed for good: a reconnect does not subscribe again
         self.connected = asyncio.Event()
         self.subscribed = asyncio.Event()
 
@@ -247,6 +248,7 @@ class MqttReceiver:
         if live is None or not self.subscribed.is_set():
             raise BrokerRefusedError("not subscribed")
         await self._request(live, unsubscribe_packet, "unsubscribe")
+        self._left = True
 
     async def get_batch(
         self, *, max_messages: int, linger_s: float, timeout_s: float
@@ -367,9 +369,12 @@ class MqttReceiver:
             log.info("connected to the broker (session present: %s)", connack.session_present)
             self.connected.set()
             keepalive = asyncio.create_task(self._keep_alive(live, connack.server_keep_alive))
-            await self._request(live, subscribe_packet, "subscription")
-            log.info("subscribed to %s", ", ".join(self.topic_filters))
-            self.subscribed.set()
+            if self._left:
+                log.info("reconnected without subscribing: this receiver left its subscription")
+            else:
+                await self._request(live, subscribe_packet, "subscription")
+                log.info("subscribed to %s", ", ".join(self.topic_filters))
+                self.subscribed.set()
             await live.closed
             if not self._stopping.is_set():
                 log.warning("lost the connection to the broker")

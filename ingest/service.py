@@ -18,7 +18,7 @@ from ingest import queries
 from ingest.broker_log import BROKER_LOG_TOPIC
 from ingest.gateways import GatewayDirectory
 from ingest.metrics import Health, IngestMetrics, StatusServer
-from ingest.mqtt import GATEWAY_TOPICS, MqttReceiver, ReceivedMessage, shared
+from ingest.mqtt import GATEWAY_TOPICS, BrokerRefusedError, MqttReceiver, ReceivedMessage, shared
 from ingest.writer import BatchResult, BatchWriter, GatewayTraffic
 from thuis.settings import IngestSettings, MqttClientSettings
 
@@ -32,6 +32,8 @@ RETRY_AT_ONCE_SQLSTATES = frozenset({"40P01", "40001"})
 POLL_TIMEOUT_S = 0.2
 HEALTH_CHECK_TIMEOUT_S = 2.0
 TRAFFIC_FLUSH_TIMEOUT_S = 10.0
+# A retiring worker stops once nothing more has come for this long after it left the subscription.
+RETIRE_IDLE_S = 2.0
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0)
 STATS_INTERVAL_S = 10.0
 
@@ -92,8 +94,11 @@ async def open_pool(settings: IngestSettings, stopping: asyncio.Event) -> AsyncI
 class IngestService:
     """The ingest's main loop, stopped by `stop()` (SIGTERM or SIGINT in `run`)."""
 
-    def __init__(self, settings: IngestSettings, mqtt: MqttClientSettings, *, client_id: str) -> None:
+    def __init__(
+        self, settings: IngestSettings, mqtt: MqttClientSettings, *, client_id: str, retire: bool = False
+    ) -> None:
         self.settings = settings
+        self.retire = retire
         self.receiver = MqttReceiver(
             mqtt,
             client_id=client_id,
@@ -161,14 +166,28 @@ class IngestService:
         last_traffic = time.monotonic()
         # On its own timer: during a database outage the loop below waits for the oldest commit.
         stats = asyncio.create_task(self._log_totals_periodically())
+        left_at: float | None = None  # when a retiring worker left the subscription
+        last_batch = time.monotonic()
         try:
             while not self._stopping.is_set():
+                if self.retire and left_at is None and self.receiver.subscribed.is_set():
+                    try:
+                        await self.receiver.unsubscribe()
+                    except (BrokerRefusedError, ConnectionError, TimeoutError) as err:
+                        log.warning("retiring: could not leave the subscription yet (%s)", err)
+                    else:
+                        left_at = last_batch = time.monotonic()
+                        log.info("retiring: left the subscription; storing what is still queued for it")
+                if left_at is not None and not in_flight and time.monotonic() - last_batch > RETIRE_IDLE_S:
+                    log.info("retiring: nothing more queued for this worker; ending its session")
+                    break
                 batch = await self.receiver.get_batch(
                     max_messages=self.settings.batch_max_messages,
                     linger_s=self.settings.batch_linger_s,
                     timeout_s=POLL_TIMEOUT_S,
                 )
                 if batch:
+                    last_batch = time.monotonic()
                     self.metrics.received.inc(len(batch))
                     self.metrics.received_bytes.inc(sum(len(message.payload) for message in batch))
                     in_flight.append((batch, asyncio.create_task(self._commit(pool, batch))))
@@ -180,7 +199,7 @@ class IngestService:
             # Finish what is in flight (a commit that cannot finish gives up once stopping), acknowledge
             # what was committed, and only then disconnect.
             await self._acknowledge(in_flight, keep=0)
-            await self.receiver.stop()
+            await self.receiver.stop(end_session=left_at is not None and not in_flight)
             await self._flush_traffic(pool)
             stats.cancel()
             await asyncio.gather(stats, return_exceptions=True)
@@ -302,9 +321,11 @@ def _is_conflict(error: BaseException) -> bool:
     return isinstance(error, asyncpg.PostgresError) and error.sqlstate in RETRY_AT_ONCE_SQLSTATES
 
 
-async def serve(settings: IngestSettings, mqtt: MqttClientSettings, *, client_id: str) -> None:
-    """Run the ingest until SIGTERM or SIGINT."""
-    service = IngestService(settings, mqtt, client_id=client_id)
+async def serve(
+    settings: IngestSettings, mqtt: MqttClientSettings, *, client_id: str, retire: bool = False
+) -> None:
+    """Run the ingest until SIGTERM or SIGINT (or, retiring, until this worker's queue is empty)."""
+    service = IngestService(settings, mqtt, client_id=client_id, retire=retire)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, service.stop)

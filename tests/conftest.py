@@ -121,12 +121,15 @@ class IngestProcess:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, until: str = "subscribed to") -> None:
+    def start(self, *args: str, until: str = "subscribed to") -> None:
         """Start the process and wait until it logs `until` (by default: it has subscribed)."""
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "thuis", "ingest"], env=self.env, stdout=log_file, stderr=log_file
+                [sys.executable, "-m", "thuis", "ingest", *args],
+                env=self.env,
+                stdout=log_file,
+                stderr=log_file,
             )
         self.wait_for_log(until, after=offset)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import urllib.request
@@ -20,6 +21,46 @@ from thuis.localstack import MosquittoBroker, free_port
 START = dt.datetime(2026, 4, 6, 6, 0, tzinfo=dt.UTC)
 FLEET = {"benext": 3, "maxem": 3}
 MESSAGES = 3000
+
+
+def two_workers_environment(
+    database: Database, broker: MosquittoBroker, certs_dir: Path, number: int
+) -> dict[str, str]:
+    identity = issue_ingest_certificate(certs_dir, number)
+    return ingest_environment(database, broker, certs_dir) | {
+        "THUIS_MQTT_CERT_FILE": str(identity.cert),
+        "THUIS_MQTT_KEY_FILE": str(identity.key),
+        "THUIS_STATUS_PORT": str(free_port()),
+        "THUIS_SHARE_GROUP": "thuis-ingest",
+    }
+
+
+async def simulate_fleet(broker: MosquittoBroker, certs_dir: Path, *, count: int, start: dt.datetime) -> None:
+    summary = await run_sim(
+        broker,
+        certs_dir,
+        *[f"--{kind}={number}" for kind, number in FLEET.items()],
+        "--count",
+        str(count),
+        "--start",
+        start.isoformat(),
+        "--interval",
+        "60",
+        "--rate",
+        "0",
+    )
+    assert summary["acknowledged"] == count
+
+
+async def _holds(conn: asyncpg.Connection, total: int) -> bool:
+    return await count_readings(conn) >= total
+
+
+async def _settled(conn: asyncpg.Connection) -> bool:
+    """The count has stopped growing for a moment."""
+    before = await count_readings(conn)
+    await asyncio.sleep(1.0)
+    return before > 0 and await count_readings(conn) == before
 
 
 def readings_stored(worker: IngestProcess) -> int:
@@ -52,20 +93,7 @@ async def test_two_workers_share_the_load_and_store_every_reading_once(
     try:
         for worker in workers:
             worker.start()
-        summary = await run_sim(
-            broker,
-            certs_dir,
-            *[f"--{kind}={count}" for kind, count in FLEET.items()],
-            "--count",
-            str(MESSAGES),
-            "--start",
-            START.isoformat(),
-            "--interval",
-            "60",
-            "--rate",
-            "0",
-        )
-        assert summary["acknowledged"] == MESSAGES
+        await simulate_fleet(broker, certs_dir, count=MESSAGES, start=START)
         expected = expected_rows(simulate(**FLEET, start=START, interval_s=60, count=MESSAGES), site_of)
         conn = await asyncpg.connect(database.owner_url)
         try:
@@ -92,3 +120,43 @@ async def test_two_workers_share_the_load_and_store_every_reading_once(
     finally:
         codes = [worker.stop() for worker in workers]
     assert codes == [0, 0], [worker.log() for worker in workers]
+
+
+async def test_a_retired_worker_stores_its_queued_share_and_leaves_the_rest_to_the_others(
+    database: Database, broker: MosquittoBroker, certs_dir: Path, workdir: Path
+):
+    with psycopg.connect(database.owner_url) as conn:
+        gateways = provision(conn, certs_dir=certs_dir, **FLEET, registered_at=START - dt.timedelta(days=1))
+    site_of = {gateway.gateway_serial: gateway.site_id for gateway in gateways}
+    workers = [two_workers_environment(database, broker, certs_dir, number) for number in (1, 2)]
+    first = IngestProcess(env=workers[0], log_path=workdir / f"ingest-{database.name}-1.log")
+    second = IngestProcess(env=workers[1], log_path=workdir / f"ingest-{database.name}-2.log")
+    conn = await asyncpg.connect(database.owner_url)
+    try:
+        first.start()
+        second.start()
+        assert second.stop() == 0
+        # The second worker is away: the broker keeps queueing its share of these for it.
+        await simulate_fleet(broker, certs_dir, count=MESSAGES, start=START)
+        expected = expected_rows(simulate(**FLEET, start=START, interval_s=60, count=MESSAGES), site_of)
+        await wait_for(lambda: _settled(conn), what="the first worker to store its share")
+        assert 0 < await count_readings(conn) < expected.total()
+
+        # Retiring it stores its queued share, ends its session, and the process exits by itself.
+        second.start("--retire")
+        assert second.process is not None
+        assert await asyncio.to_thread(second.process.wait, 60) == 0
+        assert "ending its session" in second.log()
+        await wait_for(lambda: _holds(conn, expected.total()), what=f"{expected.total()} readings")
+        assert await stored_rows(conn) == expected
+
+        # From now on the first worker gets everything.
+        later = START + dt.timedelta(days=2)
+        await simulate_fleet(broker, certs_dir, count=MESSAGES, start=later)
+        expected += expected_rows(simulate(**FLEET, start=later, interval_s=60, count=MESSAGES), site_of)
+        await wait_for(lambda: _holds(conn, expected.total()), what=f"{expected.total()} readings")
+        assert await stored_rows(conn) == expected
+    finally:
+        await conn.close()
+        assert first.stop() == 0
+        second.stop()

@@ -192,6 +192,7 @@ class MqttReceiver:
         maximum_packet_size: int,
         topic_filters: tuple[str, ...] = GATEWAY_TOPICS,
         max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
+        former_filters: tuple[str, ...] = (),
     ) -> None:
         self._settings = settings
         self._client_id = client_id
@@ -199,6 +200,7 @@ class MqttReceiver:
         self._receive_maximum = receive_maximum
         self._maximum_packet_size = maximum_packet_size
         self.topic_filters = topic_filters
+        self._former_filters = former_filters
         self._queue: collections.deque[ReceivedMessage] = collections.deque()
         self._queue_limit = receive_maximum + QUEUE_SLACK
         self._queued_bytes = 0
@@ -373,6 +375,10 @@ class MqttReceiver:
                 log.info("reconnected without subscribing: this receiver left its subscription")
             else:
                 await self._request(live, subscribe_packet, "subscription")
+                if self._former_filters:
+                    # The session may still hold the other kind of subscription (plain or shared) from
+                    # before a change of configuration; every message would then come twice.
+                    await self._request(live, unsubscribe_packet, "unsubscribe", self._former_filters)
                 log.info("subscribed to %s", ", ".join(self.topic_filters))
                 self.subscribed.set()
             await live.closed
@@ -400,15 +406,22 @@ class MqttReceiver:
             self._queued_bytes = sum(len(message.payload) for message in kept)
             log.info("dropped %d queued messages of the lost connection; the broker sends them again", stale)
 
-    async def _request(self, live: _Connection, make_packet: _RequestPacket, what: str) -> None:
+    async def _request(
+        self,
+        live: _Connection,
+        make_packet: _RequestPacket,
+        what: str,
+        topic_filters: tuple[str, ...] | None = None,
+    ) -> None:
+        topic_filters = topic_filters or self.topic_filters
         packet_id = next(self._packet_ids)
         waiter: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         live.acks[packet_id] = waiter
-        live.send(make_packet(packet_id, self.topic_filters))
+        live.send(make_packet(packet_id, topic_filters))
         reasons = await asyncio.wait_for(asyncio.shield(waiter), CONNECT_TIMEOUT_S)
         refused = [
             f"{topic_filter}: {reason_text(code)}"
-            for topic_filter, code in zip(self.topic_filters, reasons, strict=False)
+            for topic_filter, code in zip(topic_filters, reasons, strict=False)
             if code >= 0x80
         ]
         if refused:

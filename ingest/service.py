@@ -18,7 +18,14 @@ from ingest import queries
 from ingest.broker_log import BROKER_LOG_TOPIC
 from ingest.gateways import GatewayDirectory
 from ingest.metrics import Health, IngestMetrics, StatusServer
-from ingest.mqtt import GATEWAY_TOPICS, BrokerRefusedError, MqttReceiver, ReceivedMessage, shared
+from ingest.mqtt import (
+    GATEWAY_TOPICS,
+    SHARE_GROUP,
+    BrokerRefusedError,
+    MqttReceiver,
+    ReceivedMessage,
+    shared,
+)
 from ingest.writer import BatchResult, BatchWriter, GatewayTraffic
 from thuis.settings import IngestSettings, MqttClientSettings
 
@@ -106,6 +113,7 @@ class IngestService:
             receive_maximum=settings.receive_maximum,
             maximum_packet_size=settings.max_packet_bytes,
             topic_filters=(*_gateway_filters(settings), BROKER_LOG_TOPIC),
+            former_filters=_former_gateway_filters(settings),
         )
         self.writer = BatchWriter(
             gateways=GatewayDirectory(ttl_s=settings.gateway_cache_ttl_s),
@@ -315,6 +323,13 @@ def _gateway_filters(settings: IngestSettings) -> tuple[str, ...]:
     if settings.share_group is None:
         return GATEWAY_TOPICS
     return shared(GATEWAY_TOPICS, settings.share_group)
+
+
+def _former_gateway_filters(settings: IngestSettings) -> tuple[str, ...]:
+    """The gateway subscriptions of the other mode, which a session may hold from before a change."""
+    if settings.share_group is None:
+        return shared(GATEWAY_TOPICS, SHARE_GROUP)
+    return GATEWAY_TOPICS
 
 
 def _is_conflict(error: BaseException) -> bool:

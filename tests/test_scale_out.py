@@ -160,3 +160,39 @@ async def test_a_retired_worker_stores_its_queued_share_and_leaves_the_rest_to_t
         await conn.close()
         assert first.stop() == 0
         second.stop()
+
+
+def metric(worker: IngestProcess, name: str) -> int:
+    url = f"http://127.0.0.1:{worker.env['THUIS_STATUS_PORT']}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert match is not None, text
+    return int(float(match.group(1)))
+
+
+async def test_joining_a_group_drops_the_plain_subscription_so_nothing_comes_twice(
+    database: Database, broker: MosquittoBroker, certs_dir: Path, workdir: Path
+):
+    with psycopg.connect(database.owner_url) as conn:
+        provision(conn, certs_dir=certs_dir, **FLEET, registered_at=START - dt.timedelta(days=1))
+    grouped = two_workers_environment(database, broker, certs_dir, 1)
+    alone = {name: value for name, value in grouped.items() if name != "THUIS_SHARE_GROUP"}
+    worker = IngestProcess(env=alone, log_path=workdir / f"ingest-{database.name}.log")
+    worker.start()  # a single worker: plain subscriptions, kept in its session
+    assert worker.stop() == 0
+    worker.env = grouped
+    worker.start()
+    try:
+        await simulate_fleet(broker, certs_dir, count=300, start=START)
+        expected = sum(len(m.readings) for m in simulate(**FLEET, start=START, interval_s=60, count=300))
+
+        async def counted() -> bool:
+            return metric(worker, "thuis_ingest_readings_stored_total") >= expected
+
+        await wait_for(counted, what=f"{expected} readings")
+        await asyncio.sleep(1)  # time for second copies to arrive, were there any
+        assert metric(worker, "thuis_ingest_readings_stored_total") == expected
+        assert metric(worker, "thuis_ingest_readings_duplicate_total") == 0
+    finally:
+        assert worker.stop() == 0

@@ -43,6 +43,16 @@ TRAFFIC_FLUSH_TIMEOUT_S = 10.0
 RETIRE_IDLE_S = 2.0
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0)
 STATS_INTERVAL_S = 10.0
+# What "the database is unavailable" looks like from asyncpg. InternalClientError comes from a
+# connection the server has just ended (a restart, pg_terminate_backend) when asyncpg is asked to run
+# a statement on it before it has noticed (MagicStack/asyncpg#784): it is a lost connection too.
+DATABASE_UNAVAILABLE = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    TimeoutError,
+)
 
 
 @dataclass
@@ -157,7 +167,7 @@ class IngestService:
             try:
                 async with asyncio.timeout(HEALTH_CHECK_TIMEOUT_S), self._pool.acquire() as conn:
                     database = await conn.fetchval("SELECT true")
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            except DATABASE_UNAVAILABLE:
                 database = False
         self.metrics.database_reachable.set(database)
         return Health(broker=self.receiver.subscribed.is_set(), database=database)
@@ -256,7 +266,7 @@ class IngestService:
                 await conn.execute(
                     queries.UPDATE_GATEWAYS_SEEN, serials, [count.last_seen for count in counts]
                 )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as err:
+        except DATABASE_UNAVAILABLE as err:
             log.warning("could not write traffic counters (%s); keeping them for the next flush", err)
             for serial, count in traffic.items():
                 self._traffic.setdefault(serial, GatewayTraffic()).add(count)
@@ -270,13 +280,17 @@ class IngestService:
             try:
                 started = time.perf_counter()
                 async with pool.acquire() as conn:
-                    result = await self.writer.write(conn, batch)
+                    try:
+                        result = await self.writer.write(conn, batch)
+                    except asyncpg.InternalClientError:
+                        conn.terminate()  # its state is unknown: it must not go back to the pool
+                        raise
                 metrics.commit_seconds.observe(time.perf_counter() - started)
                 metrics.database_reachable.set(1)
                 if failures:
                     log.info("database is back: committed a batch after %d failed attempts", failures)
                 return result
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as err:
+            except DATABASE_UNAVAILABLE as err:
                 metrics.commit_failures.inc()
                 if self._stopping.is_set():
                     # Unacknowledged, the batch stays with the broker and comes back after a restart.

@@ -63,11 +63,11 @@ async def _settled(conn: asyncpg.Connection) -> bool:
     return before > 0 and await count_readings(conn) == before
 
 
-def readings_stored(worker: IngestProcess) -> int:
+def metric(worker: IngestProcess, name: str) -> int:
     url = f"http://127.0.0.1:{worker.env['THUIS_STATUS_PORT']}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
-    match = re.search(r"^thuis_ingest_readings_stored_total (\S+)$", text, re.MULTILINE)
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
     assert match is not None, text
     return int(float(match.group(1)))
 
@@ -109,10 +109,13 @@ async def test_two_workers_share_the_load_and_store_every_reading_once(
         # worker counts a batch just after its commit, so its counter may trail the rows for a moment.)
 
         async def counted() -> bool:
-            return sum(readings_stored(worker) for worker in workers) >= expected.total()
+            return (
+                sum(metric(worker, "thuis_ingest_readings_stored_total") for worker in workers)
+                >= expected.total()
+            )
 
         await wait_for(counted, timeout_s=10, what="the workers' counters")
-        shares = [readings_stored(worker) for worker in workers]
+        shares = [metric(worker, "thuis_ingest_readings_stored_total") for worker in workers]
         assert sum(shares) == expected.total()
         # The broker alternates messages, not readings: with these fleets one worker can get the Maxem
         # meters' readings-rich messages more often, so the split of readings is uneven but never one-sided.
@@ -160,15 +163,6 @@ async def test_a_retired_worker_stores_its_queued_share_and_leaves_the_rest_to_t
         await conn.close()
         assert first.stop() == 0
         second.stop()
-
-
-def metric(worker: IngestProcess, name: str) -> int:
-    url = f"http://127.0.0.1:{worker.env['THUIS_STATUS_PORT']}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
-    assert match is not None, text
-    return int(float(match.group(1)))
 
 
 async def test_joining_a_group_drops_the_plain_subscription_so_nothing_comes_twice(

@@ -236,11 +236,16 @@ class BatchWriter:
                 if device_id is None:
                     new_devices[key] = reading.device_kind
                 _append_reading(rows, reading, device_id, key, item.gateway.site_id)
+        # Messages read off the socket together share a receive time: each decode error of a gateway is
+        # stamped a microsecond after the previous one, so that every one is its own event.
+        stamped: dict[tuple[str, dt.datetime], int] = {}
         for refused in rejected:
             if refused.known_gateway and refused.gateway_serial is not None:
-                received_at = refused.message.received_at
                 serial = refused.gateway_serial
-                _append(rows.events, received_at, serial, "decode_error", refused.reason, None)
+                moment = (serial, refused.message.received_at)
+                earlier = stamped[moment] = stamped.get(moment, -1) + 1
+                occurred_at = refused.message.received_at + dt.timedelta(microseconds=earlier)
+                _append(rows.events, occurred_at, serial, "decode_error", refused.reason, None)
                 _count(rows, serial, refused.message, decode_error=True)
         return new_devices
 

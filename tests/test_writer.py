@@ -103,3 +103,26 @@ async def test_a_gateway_registered_after_its_first_message_is_accepted_once_the
     later = await writer.write(ingest_conn, [report(1, 20.5, serial="BNX-0002", minutes=1)])
     assert (early.quarantined, early.readings_stored) == (1, 0)
     assert (later.quarantined, later.readings_stored) == (0, 1)
+
+
+async def test_bad_messages_read_together_are_each_their_own_decode_error_event(
+    database: Database, ingest_conn
+):
+    register(database)
+    received_at = dt.datetime.now(dt.UTC)  # one read off the socket: the same receive time for all
+    batch = [
+        ReceivedMessage(f"benext/BNX-0001/nodes/{node}", b"{broken", node, 1, received_at, 1)
+        for node in (1, 2, 3)
+    ]
+    writer = BatchWriter(gateways=GatewayDirectory(ttl_s=30), max_payload_bytes=65536)
+    result = await writer.write(ingest_conn, batch)
+    assert result.quarantined == 3
+    assert result.traffic["BNX-0001"].decode_errors == 3
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        events = await owner.fetch(
+            "SELECT occurred_at FROM gateway_connectivity_events WHERE event = 'decode_error' ORDER BY 1"
+        )
+    finally:
+        await owner.close()
+    assert [row[0] for row in events] == [received_at + dt.timedelta(microseconds=n) for n in range(3)]

@@ -73,6 +73,20 @@ async def count_readings(conn: asyncpg.Connection) -> int:
     return count
 
 
+def backfill_arguments(
+    fleet: dict[str, int], *, count: int, start: dt.datetime, seed: int = 0, interval_s: int = 60
+) -> list[str]:
+    """Arguments of `thuis sim` that back-fill `count` messages of a fleet from `start`, at full speed."""
+    return [
+        *(f"--{kind}={number}" for kind, number in fleet.items()),
+        f"--seed={seed}",
+        f"--count={count}",
+        f"--start={start.isoformat()}",
+        f"--interval={interval_s}",
+        "--rate=0",
+    ]
+
+
 async def run_sim(broker: MosquittoBroker, certs_dir: Path, *args: str) -> dict[str, Any]:
     """Run `thuis sim` against a broker; return its JSON summary."""
     command = [

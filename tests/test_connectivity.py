@@ -14,7 +14,7 @@ from gateway_sim.fleet import build_fleet, simulate
 from gateway_sim.provision import provision
 from ingest.broker_log import parse_broker_log
 from tests.conftest import Database, IngestProcess
-from tests.support import run_sim, wait_for
+from tests.support import backfill_arguments, run_sim, wait_for
 from thuis.certs import INGEST_IDENTITY
 from thuis.localstack import MosquittoBroker
 
@@ -77,17 +77,7 @@ async def test_connects_traffic_and_last_seen_are_recorded_per_gateway(
     with psycopg.connect(database.owner_url) as conn:
         gateways = provision(conn, certs_dir=certs_dir, **FLEET, registered_at=START - dt.timedelta(days=1))
     serials = {gateway.gateway_serial for gateway in gateways}
-    summary = await run_sim(
-        broker,
-        certs_dir,
-        *[f"--{k}={v}" for k, v in FLEET.items()],
-        "--count",
-        str(MESSAGES),
-        "--start",
-        START.isoformat(),
-        "--interval",
-        "60",
-    )
+    summary = await run_sim(broker, certs_dir, *backfill_arguments(FLEET, count=MESSAGES, start=START))
     assert summary["acknowledged"] == MESSAGES
     sent = list(simulate(**FLEET, start=START, interval_s=60, count=MESSAGES))
     # One message the ingest cannot decode, from a known gateway.

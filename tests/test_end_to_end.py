@@ -12,7 +12,7 @@ from gateway_sim.connection import GatewayConnection
 from gateway_sim.fleet import build_fleet, simulate
 from gateway_sim.provision import provision
 from tests.conftest import Database, IngestProcess
-from tests.support import count_readings, expected_rows, run_sim, stored_rows, wait_for
+from tests.support import backfill_arguments, count_readings, expected_rows, run_sim, stored_rows, wait_for
 from thuis.localstack import MosquittoBroker
 
 START = dt.datetime(2026, 3, 2, 6, 0, tzinfo=dt.UTC)
@@ -29,22 +29,7 @@ def provision_fleet(database: Database, certs_dir: Path) -> dict[str, int]:
 
 
 def sim_arguments(count: int, start: dt.datetime = START) -> list[str]:
-    return [
-        "--benext",
-        str(FLEET["benext"]),
-        "--maxem",
-        str(FLEET["maxem"]),
-        "--seed",
-        str(SEED),
-        "--count",
-        str(count),
-        "--start",
-        start.isoformat(),
-        "--interval",
-        "60",
-        "--rate",
-        "0",
-    ]
+    return backfill_arguments(FLEET, count=count, start=start, seed=SEED)
 
 
 async def test_simulated_fleet_is_stored_in_the_right_hypertables_exactly_once(

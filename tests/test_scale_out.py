@@ -14,7 +14,7 @@ import psycopg
 from gateway_sim.fleet import simulate
 from gateway_sim.provision import provision
 from tests.conftest import Database, IngestProcess, ingest_environment
-from tests.support import count_readings, expected_rows, run_sim, stored_rows, wait_for
+from tests.support import backfill_arguments, count_readings, expected_rows, run_sim, stored_rows, wait_for
 from thuis.certs import issue_ingest_certificate
 from thuis.localstack import MosquittoBroker, free_port
 
@@ -36,19 +36,7 @@ def two_workers_environment(
 
 
 async def simulate_fleet(broker: MosquittoBroker, certs_dir: Path, *, count: int, start: dt.datetime) -> None:
-    summary = await run_sim(
-        broker,
-        certs_dir,
-        *[f"--{kind}={number}" for kind, number in FLEET.items()],
-        "--count",
-        str(count),
-        "--start",
-        start.isoformat(),
-        "--interval",
-        "60",
-        "--rate",
-        "0",
-    )
+    summary = await run_sim(broker, certs_dir, *backfill_arguments(FLEET, count=count, start=start))
     assert summary["acknowledged"] == count
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass, replace
 
 BROKER_LOG_TOPIC = "$SYS/broker/log/N"
@@ -75,17 +76,31 @@ class EventSequencer:
     The broker's timestamps have whole seconds, and a gateway whose connection flaps connects twice in one
     second. The n-th identical event within a second is stamped n microseconds later. Every worker reads
     the broker's log lines in the same order, so all of them stamp an event alike and it is stored once.
+    A line is stamped once: writing its batch again (a retry, or a batch split to isolate a bad row)
+    gives it the same time.
     """
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str, dt.datetime], int] = {}
+        self._stamped: dict[Hashable, BrokerConnectionEvent | None] = {}
 
-    def stamp(self, event: BrokerConnectionEvent) -> BrokerConnectionEvent:
-        """Return the event with its time made unique among identical events of the same second."""
+    def event_of(self, line: Hashable, payload: bytes) -> BrokerConnectionEvent | None:
+        """Return the stamped event of a received log line (`line` identifies the delivery)."""
+        if line in self._stamped:
+            return self._stamped[line]
+        if len(self._stamped) >= SEQUENCE_MEMORY:
+            # Bounded; a line is only looked up again while its batch is being written.
+            self._stamped.clear()
+            self._seen.clear()
+        event = parse_broker_log(payload)
+        if event is not None:
+            event = self._stamp(event)
+        self._stamped[line] = event
+        return event
+
+    def _stamp(self, event: BrokerConnectionEvent) -> BrokerConnectionEvent:
         key = (event.client_id, event.event, event.occurred_at)
         earlier = self._seen.get(key, 0)
-        if len(self._seen) >= SEQUENCE_MEMORY:
-            self._seen.clear()  # bounded; only events within the same second need each other
         self._seen[key] = earlier + 1
         if not earlier:
             return event

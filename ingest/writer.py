@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from ingest import queries
-from ingest.broker_log import BROKER_LOG_TOPIC, BrokerConnectionEvent, EventSequencer, parse_broker_log
+from ingest.broker_log import BROKER_LOG_TOPIC, BrokerConnectionEvent, EventSequencer
 from ingest.decode import Decoded, DecodeError, Reading, TopicAddress, decode, parse_topic
 from ingest.gateways import GatewayDirectory, GatewayRecord
 from ingest.mqtt import ReceivedMessage
@@ -322,13 +322,16 @@ def _split_broker_log(
 ) -> tuple[Sequence[ReceivedMessage], list[BrokerConnectionEvent]]:
     """Separate the broker's log lines from gateway messages; keep only connects and disconnects.
 
-    Runs before the batch's first await, so batches are sequenced in the order they were received.
+    Runs before the batch's first await, so batches are sequenced in the order they were received; a batch
+    written again (retried, or split) finds its lines already stamped.
     """
     if all(message.topic != BROKER_LOG_TOPIC for message in batch):
         return batch, []
     messages = [message for message in batch if message.topic != BROKER_LOG_TOPIC]
-    events = [parse_broker_log(message.payload) for message in batch if message.topic == BROKER_LOG_TOPIC]
-    return messages, [sequencer.stamp(event) for event in events if event is not None]
+    events = [
+        sequencer.event_of(message, message.payload) for message in batch if message.topic == BROKER_LOG_TOPIC
+    ]
+    return messages, [event for event in events if event is not None]
 
 
 def _collect_broker_events(

@@ -12,7 +12,7 @@ import pytest
 from gateway_sim.connection import GatewayConnection
 from gateway_sim.fleet import build_fleet, simulate
 from gateway_sim.provision import provision
-from ingest.broker_log import parse_broker_log
+from ingest.broker_log import EventSequencer, parse_broker_log
 from tests.conftest import Database, IngestProcess
 from tests.support import backfill_arguments, run_sim, wait_for
 from thuis.certs import INGEST_IDENTITY
@@ -151,3 +151,18 @@ async def test_connects_traffic_and_last_seen_are_recorded_per_gateway(
         assert "not JSON" in decode_error
     finally:
         await conn.close()
+
+
+def test_identical_events_in_one_second_are_kept_apart_and_a_line_is_stamped_once():
+    sequencer = EventSequencer()
+    line = b"2026-11-25T16:46:41+0000: Client gw-001 disconnected."
+    first = sequencer.event_of(("delivery", 1), line)
+    second = sequencer.event_of(("delivery", 2), line)  # the gateway disconnected again in that second
+    assert first is not None
+    assert second is not None
+    assert second.occurred_at - first.occurred_at == dt.timedelta(microseconds=1)
+    # Its batch written again (a retry): the same line keeps its time.
+    assert sequencer.event_of(("delivery", 2), line) == second
+    # Another worker reading the same lines in the same order stamps them alike.
+    other = EventSequencer()
+    assert [other.event_of(n, line) for n in (1, 2)] == [first, second]

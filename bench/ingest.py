@@ -39,7 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bench.stack import BenchStack, IngestRun, bench_stack
+from bench.stack import BenchStack, CpuMeter, IngestRun, bench_stack, process_cpu_seconds
 from gateway_sim.fleet import build_fleet, generate_messages
 from gateway_sim.messages import SimMessage
 from gateway_sim.provision import provision
@@ -184,6 +184,7 @@ def ingest_drain(
 ) -> tuple[Drain, float]:
     """Start the ingest on a waiting backlog; time it from its first to its last commit."""
     ingest = IngestRun(stack, log_path)
+    services = CpuMeter(stack)
     profiler = None
     try:
         ingest.wait_subscribed()
@@ -213,18 +214,25 @@ def ingest_drain(
             if committed and not first_seen:
                 first_seen, first_count = now, committed
                 cpu_at_first = ingest.cpu_seconds()
+                services.start()
             if committed >= messages:
                 break
             time.sleep(POLL_S)
         else:
             raise RuntimeError("ingest did not drain the backlog in time")
         cpu = ingest.cpu_seconds() - cpu_at_first
+        others = services.used()
         stored = ingest.metric("thuis_ingest_readings_stored_total")
         if stored != readings:
             raise RuntimeError(f"ingest stored {stored:.0f} readings, expected {readings}")
         share = (messages - first_count) / messages
         drain = Drain(messages, readings, (now - first_seen) / share)
-        print(f"  ingest CPU {cpu / (now - first_seen):.0%} of one core while draining", flush=True)
+        seconds = now - first_seen
+        print(
+            f"  CPU while draining, in cores: ingest {cpu / seconds:.2f}, "
+            f"Mosquitto {others['broker'] / seconds:.2f}, PostgreSQL {others['database'] / seconds:.2f}",
+            flush=True,
+        )
         peak = ingest.peak_rss_mib()
     finally:
         if profiler is not None:
@@ -419,7 +427,16 @@ def one_run(
     if left_over:
         print(f"  (took {left_over} messages a previous phase left at the broker)")
     fill_rate = fill_backlog(stack, messages, fleet_args)
+    services = CpuMeter(stack)
+    services.start()
+    own_cpu = process_cpu_seconds(os.getpid())
     mqtt = raw.drain(len(messages), readings)
+    print(
+        f"  CPU while paho drained, in cores (whole drain incl. connect): paho subscriber "
+        f"{(process_cpu_seconds(os.getpid()) - own_cpu) / mqtt.seconds:.2f}, "
+        f"Mosquitto {services.used()['broker'] / mqtt.seconds:.2f}",
+        flush=True,
+    )
     fill_backlog(stack, messages, fleet_args)
     profile = profile_dir / f"ingest-{run}.txt" if profile_dir else None
     e2e, peak = ingest_drain(stack, len(messages), readings, stack.workdir / f"ingest-{run}.log", profile)

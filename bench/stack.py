@@ -135,14 +135,60 @@ class IngestRun:
 
     def cpu_seconds(self) -> float:
         """Return the CPU time (user + system) the process has used."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.process.pid)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Stop the process and return its exit code."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
         return self.process.wait(timeout=60)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """Return the CPU time (user + system) a process has used, 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_of(parent: int) -> list[int]:
+    """Return the pids of a process's children (PostgreSQL's backends are the postmaster's)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == parent:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds used by the broker and by the database (postmaster and backends) since `start`."""
+
+    def __init__(self, stack: BenchStack) -> None:
+        self._broker = stack.broker.pid
+        self._postmaster = int((stack.cluster.data_dir / "postmaster.pid").read_text().split()[0])
+        self._start: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        database = [self._postmaster, *children_of(self._postmaster)]
+        return {
+            "broker": process_cpu_seconds(self._broker) if self._broker else 0.0,
+            "database": sum(process_cpu_seconds(pid) for pid in database),
+        }
+
+    def start(self) -> None:
+        """Take the starting point."""
+        self._start = self._now()
+
+    def used(self) -> dict[str, float]:
+        """Return CPU seconds used since `start`, per service (a backend that ended is not counted)."""
+        now = self._now()
+        return {name: now[name] - self._start.get(name, 0.0) for name in now}
 
 
 def _status_kib(pid: int, field: str) -> int:

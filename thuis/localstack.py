@@ -267,6 +267,13 @@ class MosquittoBroker:
             self._log.close()
             self._log = None
 
+    @property
+    def pid(self) -> int | None:
+        """Return the broker's process id while it runs."""
+        if self._process is None or self._process.poll() is not None:
+            return None
+        return self._process.pid
+
     def _accepts_tls(self) -> bool:
         context = ssl.create_default_context(cafile=str(self.certs_dir / "ca.crt"))
         try:

@@ -334,7 +334,7 @@ def parse_connack(packet: Packet) -> ConnAck:
 def parse_ack_reasons(packet: Packet) -> tuple[int, list[int]]:
     """Read SUBACK or UNSUBACK (3.9, 3.11): the packet id and one reason code per filter."""
     if len(packet.body) < 3:
-        raise ProtocolError("SUBACK is too short")
+        raise ProtocolError("SUBACK or UNSUBACK is too short")
     packet_id = int.from_bytes(packet.body[:2], "big")
     _, position = parse_properties(packet.body, 2)
     return packet_id, list(packet.body[position:])

@@ -1,1 +1,1 @@
-"""The retention worker: built in the retention issue."""
+"""Retention: the catalogue of data categories (policies.toml), its checks, and the retention worker."""

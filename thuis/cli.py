@@ -41,6 +41,7 @@ def _commands() -> dict[str, tuple[str, Callable[[], CommandModule]]]:
         "gateway": ("register sites and gateways", lazy("thuis.commands.gateway")),
         "ingest": ("run the MQTT to TimescaleDB ingest service", lazy("ingest.cli")),
         "sim": ("run simulated BeNext gateways and Maxem meters", lazy("gateway_sim.cli")),
+        "retention": ("the data catalogue and its retention policies", lazy("thuis.commands.retention")),
         "stack": ("run the whole stack locally under .thuis/", lazy("thuis.commands.stack")),
     }
 

@@ -1,0 +1,250 @@
+"""The catalogue of data categories (retention/policies.toml): loaded, checked, held against the schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+CATALOGUE_FILE = Path(__file__).resolve().parent / "policies.toml"
+MEASURED_FROM = {
+    "recorded": "the time it was recorded",
+    "contract_end": "the end of the contract",
+    "last_activity": "the last activity",
+    "order_date": "the order date",
+}
+_DURATION = re.compile(r"(?P<count>[1-9]\d*) (?P<unit>day|month|year)s?")
+_FIELDS = {
+    "id",
+    "name",
+    "examples",
+    "personal",
+    "tables",
+    "measured_from",
+    "time_column",
+    "keep",
+    "legal_minimum",
+    "legal_basis",
+    "source",
+}
+_REQUIRED = _FIELDS - {"time_column"}
+# Tables of the database that are TimescaleDB's or PostgreSQL's own, not Thuis's.
+TABLES_IN_SCHEMA = """
+SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+ORDER BY 1
+"""
+COLUMNS_OF_TABLE = """
+SELECT a.attname FROM pg_attribute a
+WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+
+class CatalogueError(Exception):
+    """The catalogue is not acceptable; the message lists every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("the data catalogue is refused:\n- " + "\n- ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, order=True)
+class Period:
+    """A retention period in calendar units: years and months are added by the calendar, not as days."""
+
+    months: int = 0
+    days: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Period:
+        """Read `5 days`, `36 months` or `7 years`."""
+        match = _DURATION.fullmatch(text.strip())
+        if match is None:
+            raise ValueError(f"{text!r} is not a period like '14 days', '36 months' or '7 years'")
+        count, unit = int(match["count"]), match["unit"]
+        if unit == "day":
+            return cls(days=count)
+        return cls(months=count * 12 if unit == "year" else count)
+
+    def before(self, moment: dt.datetime) -> dt.datetime:
+        """Return the moment this period before `moment` (the cutoff: older records expire)."""
+        if self.months:
+            months = moment.year * 12 + moment.month - 1 - self.months
+            year, month = divmod(months, 12)
+            day = min(moment.day, _days_in_month(year, month + 1))
+            moment = moment.replace(year=year, month=month + 1, day=day)
+        return moment - dt.timedelta(days=self.days)
+
+    def at_least(self, other: Period) -> bool:
+        """Say whether this period is never shorter than `other`, whatever the calendar."""
+        if not self.days and not other.days:
+            return self.months >= other.months
+        if not self.months and not other.months:
+            return self.days >= other.days
+        return self._days_at_least() >= other._days_at_most()
+
+    # N consecutive years hold N // 4 to ceil(N / 4) leap days; a month is 28 to 31 days.
+    def _days_at_least(self) -> int:
+        years, months = divmod(self.months, 12)
+        return years * 365 + years // 4 + months * 28 + self.days
+
+    def _days_at_most(self) -> int:
+        years, months = divmod(self.months, 12)
+        return years * 365 + -(-years // 4) + months * 31 + self.days
+
+    def __str__(self) -> str:
+        if self.days:
+            return f"{self.days} day{'s' * (self.days != 1)}"
+        if self.months % 12 == 0:
+            years = self.months // 12
+            return f"{years} year{'s' * (years != 1)}"
+        return f"{self.months} month{'s' * (self.months != 1)}"
+
+
+def _days_in_month(year: int, month: int) -> int:
+    following = dt.date(year + month // 12, month % 12 + 1, 1)
+    return (following - dt.timedelta(days=1)).day
+
+
+@dataclass(frozen=True)
+class Category:
+    """One data category and its retention policy."""
+
+    id: str
+    name: str
+    examples: str
+    personal: bool
+    tables: tuple[str, ...]
+    measured_from: str
+    time_column: str | None
+    keep: Period | None  # None: indefinitely
+    legal_minimum: Period | None  # None: no legal minimum
+    legal_basis: str
+    source: str
+    keep_text: str  # as the catalogue says it: "36 months", "indefinitely"
+    legal_minimum_text: str  # "10 years", "none"
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """Every data category, and the tables that hold no personal data."""
+
+    reviewed: str
+    categories: tuple[Category, ...]
+    not_personal: dict[str, str]
+
+    def category_of(self, table: str) -> Category | None:
+        """Return the category a table belongs to, if any."""
+        return next((c for c in self.categories if table in c.tables), None)
+
+
+def load_catalogue(path: Path = CATALOGUE_FILE) -> Catalogue:
+    """Read and check the catalogue; raise CatalogueError listing every problem."""
+    try:
+        document = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise CatalogueError([f"{path.name} is not valid TOML: {err}"]) from None
+    problems: list[str] = []
+    categories = []
+    for index, raw in enumerate(document.get("category", [])):
+        category = _category(raw, index, problems)
+        if category is not None:
+            categories.append(category)
+    not_personal = document.get("not_personal", {})
+    if not isinstance(not_personal, dict) or not all(isinstance(v, str) for v in not_personal.values()):
+        problems.append("[not_personal] must map table names to why they hold no personal data")
+        not_personal = {}
+    problems += _cross_checks(categories, not_personal)
+    if problems:
+        raise CatalogueError(problems)
+    return Catalogue(str(document.get("reviewed", "")), tuple(categories), dict(not_personal))
+
+
+def _category(raw: dict[str, Any], index: int, problems: list[str]) -> Category | None:
+    where = f"category {raw.get('id', f'#{index + 1}')!s}"
+    missing = sorted(_REQUIRED - raw.keys())
+    unknown = sorted(raw.keys() - _FIELDS)
+    if missing or unknown:
+        problems += [f"{where}: missing {name!r}" for name in missing]
+        problems += [f"{where}: unknown field {name!r}" for name in unknown]
+        return None
+    try:
+        keep = None if raw["keep"] == "indefinitely" else Period.parse(raw["keep"])
+        minimum = None if raw["legal_minimum"] == "none" else Period.parse(raw["legal_minimum"])
+    except ValueError as err:
+        problems.append(f"{where}: {err}")
+        return None
+    category = Category(
+        id=raw["id"],
+        name=raw["name"],
+        examples=raw["examples"],
+        personal=bool(raw["personal"]),
+        tables=tuple(raw["tables"]),
+        measured_from=raw["measured_from"],
+        time_column=raw.get("time_column"),
+        keep=keep,
+        legal_minimum=minimum,
+        legal_basis=raw["legal_basis"],
+        source=raw["source"],
+        keep_text=raw["keep"],
+        legal_minimum_text=raw["legal_minimum"],
+    )
+    if category.measured_from not in MEASURED_FROM:
+        problems.append(f"{where}: measured_from must be one of {', '.join(MEASURED_FROM)}")
+    if keep is not None and minimum is not None and not keep.at_least(minimum):
+        problems.append(f"{where}: keeps {keep}, shorter than its legal minimum of {minimum}")
+    if keep is not None and category.time_column is None:
+        problems.append(f"{where}: keeps {keep} but names no time_column to count from")
+    return category
+
+
+def _cross_checks(categories: list[Category], not_personal: dict[str, str]) -> list[str]:
+    problems = []
+    ids = [category.id for category in categories]
+    problems += [
+        f"category id {i!r} appears more than once" for i in sorted({i for i in ids if ids.count(i) > 1})
+    ]
+    owners: dict[str, list[str]] = {}
+    for category in categories:
+        for table in category.tables:
+            owners.setdefault(table, []).append(category.id)
+    for table, owned_by in sorted(owners.items()):
+        if len(owned_by) > 1:
+            problems.append(f"table {table!r} is in more than one category: {', '.join(owned_by)}")
+        if table in not_personal:
+            problems.append(f"table {table!r} is in category {owned_by[0]!r} and also listed as not personal")
+    return problems
+
+
+def check_schema(conn: psycopg.Connection[Any], catalogue: Catalogue) -> None:
+    """Refuse a database whose tables and the catalogue disagree; raise CatalogueError listing each."""
+    tables = {row[0] for row in conn.execute(TABLES_IN_SCHEMA)}
+    problems = [
+        f"table {table!r} belongs to no data category (add it to retention/policies.toml, or to "
+        "[not_personal] if it holds no personal data)"
+        for table in sorted(tables)
+        if catalogue.category_of(table) is None and table not in catalogue.not_personal
+    ]
+    for category in catalogue.categories:
+        for table in category.tables:
+            if table not in tables:
+                problems.append(f"category {category.id!r} names table {table!r}, which does not exist")
+                continue
+            if category.time_column is not None:
+                columns = {row[0] for row in conn.execute(COLUMNS_OF_TABLE, (table,))}
+                if category.time_column not in columns:
+                    problems.append(
+                        f"category {category.id!r}: table {table!r} has no column {category.time_column!r}"
+                    )
+    problems += [
+        f"[not_personal] names table {table!r}, which does not exist"
+        for table in sorted(catalogue.not_personal)
+        if table not in tables
+    ]
+    if problems:
+        raise CatalogueError(problems)

@@ -25,6 +25,7 @@ from thuis.migrate import migrate
 
 TEMPLATE_DATABASE = "thuis_template"
 INGEST_PASSWORD = secrets.token_urlsafe(24)
+RETENTION_PASSWORD = secrets.token_urlsafe(24)
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +61,7 @@ def template_database(pg_cluster: PostgresCluster) -> str:
     migrate(pg_cluster.dsn(TEMPLATE_DATABASE))
     with psycopg.connect(pg_cluster.dsn("postgres"), autocommit=True) as conn:
         set_role_password(conn, role="thuis_ingest", password=INGEST_PASSWORD)
+        set_role_password(conn, role="thuis_retention", password=RETENTION_PASSWORD)
         # TimescaleDB's scheduler keeps a connection to every database with the extension; a template
         # must have none, so it refuses connections from now on.
         conn.execute(f"ALTER DATABASE {TEMPLATE_DATABASE} WITH ALLOW_CONNECTIONS false")
@@ -76,6 +78,7 @@ class Database:
     name: str
     owner_url: str
     ingest_url: str
+    retention_url: str = ""  # empty where a test's own cluster has no retention password
 
 
 @pytest.fixture
@@ -87,6 +90,7 @@ def database(pg_cluster: PostgresCluster, template_database: str) -> Iterator[Da
         name=name,
         owner_url=pg_cluster.dsn(name),
         ingest_url=pg_cluster.dsn(name, user="thuis_ingest", password=INGEST_PASSWORD),
+        retention_url=pg_cluster.dsn(name, user="thuis_retention", password=RETENTION_PASSWORD),
     )
     with psycopg.connect(pg_cluster.dsn("postgres"), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE {name} WITH (FORCE)")

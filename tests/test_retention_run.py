@@ -1,0 +1,160 @@
+"""The retention worker with a controlled clock: exactly the expired records go, and nothing else."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from retention.catalogue import load_catalogue
+from retention.worker import run_retention
+from tests.conftest import Database
+
+NOW = dt.datetime(2026, 6, 15, 10, 30, tzinfo=dt.UTC)
+# Connectivity events lose whole one-day chunks: everything before the start of the day 14 days back.
+EVENTS_CUTOFF = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+# Quarantine rows go one by one: exactly 14 days before now.
+QUARANTINE_CUTOFF = NOW - dt.timedelta(days=14)
+
+
+def seed(database: Database) -> None:
+    """Records of many ages in every category that has tables, hourly over 40 days, and old readings."""
+    with psycopg.connect(database.owner_url) as conn:
+        site = conn.execute(
+            "INSERT INTO sites (label) VALUES ('retention test') RETURNING site_id"
+        ).fetchone()
+        assert site is not None
+        conn.execute(
+            "INSERT INTO gateways (gateway_serial, vendor, site_id, registered_at) "
+            "VALUES ('BNX-1', 'benext', %s, %s)",
+            (site[0], NOW - dt.timedelta(days=5000)),
+        )
+        conn.execute(
+            "INSERT INTO gateway_connectivity_events (occurred_at, gateway_serial, event, detail) "
+            "SELECT t, 'BNX-1', 'traffic', NULL "
+            "FROM generate_series(%s::timestamptz, %s, interval '1 hour') t",
+            (NOW - dt.timedelta(days=40), NOW),
+        )
+        conn.execute(
+            "INSERT INTO quarantine (topic, payload, payload_sha256, payload_size, reason, received_at, "
+            "last_received_at) "
+            "SELECT 'benext/BNX-1/nodes/' || n, 'x', sha256(n::text::bytea), 1, 'test', t, t "
+            "FROM generate_series(%s::timestamptz, %s, interval '1 hour') WITH ORDINALITY AS g(t, n)",
+            (NOW - dt.timedelta(days=40), NOW),
+        )
+        # Energy readings 12 years old and smart-home readings 20 years old are kept indefinitely.
+        for table, age_days in (("energy_readings", 12 * 366), ("smart_home_readings", 20 * 366)):
+            conn.execute(
+                f"INSERT INTO {table} (measured_at, device_id, site_id, value, metric) "  # noqa: S608
+                "SELECT t, 1, %s, 1.0, 'x' FROM generate_series(%s::timestamptz, %s, interval '30 days') t",
+                (site[0], NOW - dt.timedelta(days=age_days), NOW),
+            )
+
+
+def snapshot(database: Database) -> dict[str, object]:
+    with psycopg.connect(database.owner_url) as conn:
+        return {
+            name: conn.execute(query).fetchone()
+            for name, query in {
+                "events": "SELECT count(*), min(occurred_at) FROM gateway_connectivity_events",
+                "quarantine": "SELECT count(*), min(last_received_at) FROM quarantine",
+                "energy": "SELECT count(*), min(measured_at) FROM energy_readings",
+                "smart_home": "SELECT count(*), min(measured_at) FROM smart_home_readings",
+                "chunks": "SELECT count(*) FROM timescaledb_information.chunks",
+                "runs": "SELECT count(*) FROM retention_runs",
+            }.items()
+        }
+
+
+def test_a_run_removes_exactly_what_expired_and_records_it(database: Database):
+    seed(database)
+    before = snapshot(database)
+    with psycopg.connect(database.retention_url, autocommit=True) as conn:
+        removals = {r.category: r for r in run_retention(conn, load_catalogue(), now=NOW)}
+    after = snapshot(database)
+
+    with psycopg.connect(database.owner_url) as conn:
+        events = conn.execute("SELECT min(occurred_at), count(*) FROM gateway_connectivity_events").fetchone()
+        quarantine = conn.execute("SELECT min(last_received_at), count(*) FROM quarantine").fetchone()
+        expected_events = (NOW - EVENTS_CUTOFF) // dt.timedelta(hours=1) + 1
+        expected_quarantine = (NOW - QUARANTINE_CUTOFF) // dt.timedelta(hours=1) + 1
+        # The hourly events fall on the half hour: the first one of the first kept day is at 00:30.
+        assert events == (EVENTS_CUTOFF + dt.timedelta(minutes=30), expected_events)
+        assert quarantine is not None
+        assert quarantine[0] >= QUARANTINE_CUTOFF
+        assert quarantine[1] == expected_quarantine
+        recorded = conn.execute(
+            "SELECT category, table_name, cutoff, method, chunks_dropped, rows_removed "
+            "FROM retention_run_categories ORDER BY category"
+        ).fetchall()
+    assert after["energy"] == before["energy"]
+    assert after["smart_home"] == before["smart_home"]
+    connectivity, quarantined = removals["gateway_connectivity"], removals["quarantine"]
+    assert (connectivity.method, connectivity.cutoff) == ("drop_chunks", EVENTS_CUTOFF)
+    assert connectivity.rows == 40 * 24 + 1 - expected_events
+    assert connectivity.chunks >= 25
+    assert (quarantined.method, quarantined.cutoff, quarantined.rows) == (
+        "delete",
+        QUARANTINE_CUTOFF,
+        40 * 24 + 1 - expected_quarantine,
+    )
+    assert recorded == [
+        (
+            "gateway_connectivity",
+            "gateway_connectivity_events",
+            EVENTS_CUTOFF,
+            "drop_chunks",
+            connectivity.chunks,
+            connectivity.rows,
+        ),
+        ("quarantine", "quarantine", QUARANTINE_CUTOFF, "delete", 0, quarantined.rows),
+    ]
+
+    # A second run at the same clock finds nothing more to remove.
+    with psycopg.connect(database.retention_url, autocommit=True) as conn:
+        again = run_retention(conn, load_catalogue(), now=NOW)
+    assert [(r.chunks, r.rows) for r in again] == [(0, 0), (0, 0)]
+    assert snapshot(database) | {"runs": None} == after | {"runs": None}
+
+
+def test_a_dry_run_changes_nothing_and_says_what_a_run_would_remove(database: Database):
+    seed(database)
+    before = snapshot(database)
+    command = [
+        sys.executable,
+        "-m",
+        "thuis",
+        "retention",
+        "run",
+        "--dry-run",
+        "--now",
+        NOW.isoformat(),
+        "--database-url",
+        database.retention_url,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert snapshot(database) == before
+    with psycopg.connect(database.retention_url, autocommit=True) as conn:
+        real = {(r.category, r.chunks, r.rows) for r in run_retention(conn, load_catalogue(), now=NOW)}
+    said = {
+        (fields[0], int(fields[4].split()[0]), int(fields[5].split()[0]))
+        for fields in (line.split("\t") for line in result.stdout.splitlines())
+    }
+    assert said == real
+
+
+def test_the_retention_role_cannot_drop_chunks_of_readings(database: Database):
+    seed(database)
+    with psycopg.connect(database.retention_url, autocommit=True) as conn:
+        with pytest.raises(
+            psycopg.errors.InsufficientPrivilege, match="may not drop chunks of energy_readings"
+        ):
+            conn.execute("SELECT retention_drop_chunks('energy_readings', now())")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT drop_chunks('energy_readings', older_than => now())")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM smart_home_readings")

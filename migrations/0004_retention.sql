@@ -49,5 +49,7 @@ GRANT USAGE ON SCHEMA public TO thuis_retention;
 GRANT EXECUTE ON FUNCTION retention_drop_chunks(regclass, timestamptz) TO thuis_retention;
 GRANT SELECT (quarantine_id, last_received_at), DELETE ON quarantine TO thuis_retention;
 GRANT SELECT (occurred_at) ON gateway_connectivity_events TO thuis_retention;
+-- For the report: the oldest record still held of each category, and nothing else of it.
+GRANT SELECT (measured_at) ON energy_readings, smart_home_readings TO thuis_retention;
 GRANT SELECT, INSERT, UPDATE ON retention_runs TO thuis_retention;
 GRANT SELECT, INSERT ON retention_run_categories TO thuis_retention;

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import signal
 import subprocess
 import sys
+import time
 
 import psycopg
 import pytest
@@ -158,3 +160,63 @@ def test_the_retention_role_cannot_drop_chunks_of_readings(database: Database):
             conn.execute("SELECT drop_chunks('energy_readings', older_than => now())")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM smart_home_readings")
+
+
+def test_the_report_shows_periods_legal_basis_oldest_records_and_last_runs(database: Database):
+    seed(database)
+    with psycopg.connect(database.retention_url, autocommit=True) as conn:
+        run_retention(conn, load_catalogue(), now=NOW)
+    command = [sys.executable, "-m", "thuis", "retention", "report", "--database-url", database.retention_url]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    blocks = {block.split("\n", 1)[0]: block for block in result.stdout.split("\n\n")}
+    connectivity = blocks["Gateway connectivity metadata [gateway_connectivity]"]
+    assert "kept         14 days, counted from the time it was recorded; legal minimum none" in connectivity
+    assert "oldest       gateway_connectivity_events: 2026-06-01T00:30:00+00:00" in connectivity
+    assert "before 2026-06-01T00:00:00+00:00:" in connectivity
+    energy = blocks["Sensor data, energy monitoring [energy_readings]"]
+    assert "kept         indefinitely" in energy
+    assert "legal minimum 10 years" in energy
+    assert "oldest       energy_readings: 2014-06-06T10:30:00+00:00" in energy  # 12 x 366 days back, held
+    assert "tables       (none yet)" in blocks["Login data [login_data]"]
+
+
+def test_serve_runs_on_a_schedule_and_stops_on_sigterm(database: Database):
+    seed(database)  # around 2026-06-15: by the wall clock, every connectivity event has expired
+    command = [
+        sys.executable,
+        "-m",
+        "thuis",
+        "retention",
+        "serve",
+        "--interval-s",
+        "0.5",
+        "--database-url",
+        database.retention_url,
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        with psycopg.connect(database.owner_url, autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                runs = conn.execute("SELECT count(*) FROM retention_runs").fetchone()
+                if runs is not None and runs[0] >= 2:
+                    break
+                time.sleep(0.1)
+            events = conn.execute("SELECT count(*) FROM gateway_connectivity_events").fetchone()
+        assert runs is not None
+        assert runs[0] >= 2
+        assert events == (0,)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+
+
+def test_serve_refuses_to_start_when_a_table_belongs_to_no_category(database: Database):
+    with psycopg.connect(database.owner_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE newsletter_signups (email text)")
+    command = [sys.executable, "-m", "thuis", "retention", "serve", "--database-url", database.retention_url]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=30)
+    assert result.returncode == 1
+    assert "table 'newsletter_signups' belongs to no data category" in result.stderr

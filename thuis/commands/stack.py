@@ -101,11 +101,19 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
     cluster.start()
     try:
         ingest_password = _secret(paths, "thuis-ingest")
-        _prepare_database(cluster, ingest_password)
+        retention_password = _secret(paths, "thuis-retention")
+        _prepare_database(cluster, ingest_password, retention_password)
         broker.log_file = paths.logs / "mosquitto.log"
         broker.start()
         environment = _environment(paths, cluster, broker, ingest_password)
         children.append(_spawn(["ingest"], environment, paths.logs / "ingest.log"))
+        retention_url = cluster.dsn(DATABASE, user="thuis_retention", password=retention_password)
+        retention = ["retention", "serve", "--interval-s", "3600"]
+        children.append(
+            _spawn(
+                retention, environment | {"THUIS_DATABASE_URL": retention_url}, paths.logs / "retention.log"
+            )
+        )
         with psycopg.connect(cluster.dsn(DATABASE)) as conn:
             provision(
                 conn,
@@ -132,7 +140,7 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
     return 0
 
 
-def _prepare_database(cluster: PostgresCluster, ingest_password: str) -> None:
+def _prepare_database(cluster: PostgresCluster, ingest_password: str, retention_password: str) -> None:
     with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
         if exists is None:
@@ -142,6 +150,7 @@ def _prepare_database(cluster: PostgresCluster, ingest_password: str) -> None:
         log.info("applied migrations %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
     with psycopg.connect(cluster.dsn(DATABASE), autocommit=True) as conn:
         set_role_password(conn, role="thuis_ingest", password=ingest_password)
+        set_role_password(conn, role="thuis_retention", password=retention_password)
 
 
 def _environment(
@@ -211,7 +220,7 @@ Thuis is running. Ctrl-C stops everything; the state stays in {paths.root}.
   database  psql "{database_url}"
 {queries}
   broker    mqtts://localhost:{broker.port} (TLS; client certificates from {paths.certs})
-  logs      {paths.logs}/ingest.log, sim.log, mosquitto.log, postgresql.log
+  logs      {paths.logs}/ingest.log, retention.log, sim.log, mosquitto.log, postgresql.log
 """,
         flush=True,
     )

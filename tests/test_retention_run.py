@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import signal
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
+import asyncpg
 import psycopg
 import pytest
 
+from gateway_sim.fleet import simulate
+from gateway_sim.provision import provision
 from retention.catalogue import load_catalogue
 from retention.worker import run_retention
-from tests.conftest import Database
+from tests.conftest import Database, IngestProcess
+from tests.support import backfill_arguments, count_readings, expected_rows, run_sim, stored_rows, wait_for
+from thuis.localstack import MosquittoBroker
 
 NOW = dt.datetime(2026, 6, 15, 10, 30, tzinfo=dt.UTC)
 # Connectivity events lose whole one-day chunks: everything before the start of the day 14 days back.
@@ -220,3 +228,67 @@ def test_serve_refuses_to_start_when_a_table_belongs_to_no_category(database: Da
     result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=30)
     assert result.returncode == 1
     assert "table 'newsletter_signups' belongs to no data category" in result.stderr
+
+
+async def test_retention_running_while_the_ingest_writes_loses_nothing_that_should_stay(
+    database: Database, broker: MosquittoBroker, ingest: IngestProcess, certs_dir: Path
+):
+    now = dt.datetime.now(dt.UTC)
+    fleet = {"benext": 1, "maxem": 1}
+    start = now - dt.timedelta(days=60)  # readings of two months ago: kept indefinitely all the same
+    with psycopg.connect(database.owner_url) as conn:
+        gateways = provision(conn, certs_dir=certs_dir, **fleet, registered_at=start - dt.timedelta(days=1))
+        conn.execute(  # connectivity events of the last 40 days, of which 26 days have expired
+            "INSERT INTO gateway_connectivity_events (occurred_at, gateway_serial, event) "
+            "SELECT t, %s, 'traffic' FROM generate_series(%s::timestamptz, %s, interval '1 hour') t",
+            (gateways[0].gateway_serial, now - dt.timedelta(days=40), now - dt.timedelta(hours=1)),
+        )
+    site_of = {gateway.gateway_serial: gateway.site_id for gateway in gateways}
+    stop = threading.Event()
+
+    def retention_loop() -> int:
+        runs = 0
+        with psycopg.connect(database.retention_url, autocommit=True) as conn:
+            while not stop.is_set():
+                run_retention(conn, load_catalogue(), now=dt.datetime.now(dt.UTC))
+                runs += 1
+        return runs
+
+    looping = asyncio.create_task(asyncio.to_thread(retention_loop))
+    try:
+        arguments = backfill_arguments(fleet, count=600, start=start)
+        summary = await run_sim(broker, certs_dir, *[a for a in arguments if a != "--rate=0"], "--rate=150")
+        assert summary["acknowledged"] == 600
+        expected = expected_rows(simulate(**fleet, start=start, interval_s=60, count=600), site_of)
+        conn = await asyncpg.connect(database.owner_url)
+        try:
+
+            async def all_stored() -> bool:
+                return await count_readings(conn) >= expected.total()
+
+            await wait_for(all_stored, what=f"{expected.total()} readings")
+        finally:
+            await conn.close()
+    finally:
+        stop.set()
+        runs = await looping
+    assert runs >= 3
+    conn = await asyncpg.connect(database.owner_url)
+    try:
+        assert await stored_rows(conn) == expected
+        cutoff = (now - dt.timedelta(days=14)).replace(hour=0, minute=0, second=0, microsecond=0)
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM gateway_connectivity_events WHERE occurred_at < $1", cutoff
+            )
+            == 0
+        )
+        # What the gateways did during the stream is recent, and kept: their connects and status messages.
+        recent = await conn.fetch(
+            "SELECT DISTINCT gateway_serial, event FROM gateway_connectivity_events WHERE occurred_at > $1",
+            now - dt.timedelta(minutes=5),
+        )
+        assert {(serial, "online") for serial in site_of} <= {tuple(row) for row in recent}
+        assert {(serial, "connected") for serial in site_of} <= {tuple(row) for row in recent}
+    finally:
+        await conn.close()

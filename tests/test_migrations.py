@@ -46,7 +46,12 @@ def test_migrate_twice_applies_everything_once(empty_database: str):
             row[0] for row in conn.execute("SELECT hypertable_name FROM timescaledb_information.hypertables")
         }
     assert versions == list(range(1, len(list(MIGRATIONS_DIR.glob("*.sql"))) + 1))
-    assert hypertables == {"energy_readings", "smart_home_readings", "gateway_connectivity_events"}
+    assert hypertables == {
+        "energy_readings",
+        "smart_home_readings",
+        "gateway_connectivity_events",
+        "login_events",
+    }
 
 
 def test_an_edited_applied_migration_is_refused(empty_database: str, tmp_path: Path):

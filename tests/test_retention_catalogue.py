@@ -135,13 +135,13 @@ def test_a_category_naming_a_missing_table_or_column_is_refused(database: Databa
     catalogue = load_catalogue(
         variant(
             tmp_path,
-            'tables = []\nmeasured_from = "order_date"',
-            'tables = ["orders"]\nmeasured_from = "order_date"',
+            'tables = []\nmeasured_from = "contract_end"',
+            'tables = ["contracts"]\nmeasured_from = "contract_end"',
         )
     )
     with (
         psycopg.connect(database.owner_url) as conn,
-        pytest.raises(CatalogueError, match="names table 'orders', which does not exist"),
+        pytest.raises(CatalogueError, match="names table 'contracts', which does not exist"),
     ):
         check_schema(conn, catalogue)
 

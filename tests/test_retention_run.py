@@ -28,6 +28,9 @@ NOW = dt.datetime(2026, 6, 15, 10, 30, tzinfo=dt.UTC)
 EVENTS_CUTOFF = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 # Quarantine rows go one by one: exactly 14 days before now.
 QUARANTINE_CUTOFF = NOW - dt.timedelta(days=14)
+LOGIN_CUTOFF = dt.datetime(2026, 6, 10, tzinfo=dt.UTC)  # 5 days, whole days (one-day chunks)
+ORDERS_CUTOFF = dt.datetime(2019, 6, 15, 10, 30, tzinfo=dt.UTC)  # 7 years from the order date, exactly
+MARKETING_CUTOFF = dt.datetime(2023, 6, 15, 10, 30, tzinfo=dt.UTC)  # 36 months after the last activity
 
 
 def seed(database: Database) -> None:
@@ -54,6 +57,21 @@ def seed(database: Database) -> None:
             "SELECT 'benext/BNX-1/nodes/' || n, 'x', sha256(n::text::bytea), 1, 'test', t, t "
             "FROM generate_series(%s::timestamptz, %s, interval '1 hour') WITH ORDINALITY AS g(t, n)",
             (NOW - dt.timedelta(days=40), NOW),
+        )
+        conn.execute(
+            "INSERT INTO login_events (occurred_at, username, ip, outcome) SELECT t, 'anna', '192.0.2.7', "
+            "'success' FROM generate_series(%s::timestamptz, %s, interval '1 hour') t",
+            (NOW - dt.timedelta(days=40), NOW),
+        )
+        conn.execute(
+            "INSERT INTO webshop_orders (ordered_at, products) SELECT t, '[\"gateway\"]' "
+            "FROM generate_series(%s::timestamptz - interval '120 months', %s, interval '1 month') t",
+            (NOW, NOW),
+        )
+        conn.execute(
+            "INSERT INTO marketing_contacts (email, last_activity_at) SELECT 'p@example.org', t "
+            "FROM generate_series(%s::timestamptz - interval '72 months', %s, interval '1 month') t",
+            (NOW, NOW),
         )
         # Energy readings 12 years old and smart-home readings 20 years old are kept indefinitely.
         for table, age_days in (("energy_readings", 12 * 366), ("smart_home_readings", 20 * 366)):
@@ -111,23 +129,49 @@ def test_a_run_removes_exactly_what_expired_and_records_it(database: Database):
         QUARANTINE_CUTOFF,
         40 * 24 + 1 - expected_quarantine,
     )
-    assert recorded == [
-        (
-            "gateway_connectivity",
-            "gateway_connectivity_events",
-            EVENTS_CUTOFF,
-            "drop_chunks",
-            connectivity.chunks,
-            connectivity.rows,
-        ),
-        ("quarantine", "quarantine", QUARANTINE_CUTOFF, "delete", 0, quarantined.rows),
-    ]
+    by_category = {row[0]: row[1:] for row in recorded}
+    assert by_category["gateway_connectivity"] == (
+        "gateway_connectivity_events",
+        EVENTS_CUTOFF,
+        "drop_chunks",
+        connectivity.chunks,
+        connectivity.rows,
+    )
+    assert by_category["quarantine"] == ("quarantine", QUARANTINE_CUTOFF, "delete", 0, quarantined.rows)
+    assert set(by_category) == {
+        "gateway_connectivity",
+        "quarantine",
+        "login_data",
+        "webshop_orders",
+        "marketing_contacts",
+    }
 
     # A second run at the same clock finds nothing more to remove.
     with psycopg.connect(database.retention_url, autocommit=True) as conn:
         again = run_retention(conn, load_catalogue(), now=NOW)
-    assert [(r.chunks, r.rows) for r in again] == [(0, 0), (0, 0)]
+    assert [(r.chunks, r.rows) for r in again] == [(0, 0)] * len(by_category)
     assert snapshot(database) | {"runs": None} == after | {"runs": None}
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "cutoff", "kept"),
+    [
+        # hourly on the half hour: the first kept is 00:30 of the first kept day
+        ("login_events", "occurred_at", LOGIN_CUTOFF, (LOGIN_CUTOFF + dt.timedelta(minutes=30), 131)),
+        ("webshop_orders", "ordered_at", ORDERS_CUTOFF, (ORDERS_CUTOFF, 7 * 12 + 1)),  # monthly
+        ("marketing_contacts", "last_activity_at", MARKETING_CUTOFF, (MARKETING_CUTOFF, 36 + 1)),  # monthly
+    ],
+)
+def test_each_category_keeps_exactly_its_period(
+    database: Database, table: str, column: str, cutoff: dt.datetime, kept: tuple[dt.datetime, int]
+):
+    seed(database)
+    with psycopg.connect(database.retention_url, autocommit=True) as conn:
+        removals = {r.table: r for r in run_retention(conn, load_catalogue(), now=NOW)}
+    assert removals[table].cutoff == cutoff
+    with psycopg.connect(database.owner_url) as conn:
+        oldest_and_count = conn.execute(f"SELECT min({column}), count(*) FROM {table}").fetchone()  # noqa: S608
+    assert oldest_and_count == kept
 
 
 def test_a_dry_run_changes_nothing_and_says_what_a_run_would_remove(database: Database):
@@ -186,7 +230,7 @@ def test_the_report_shows_periods_legal_basis_oldest_records_and_last_runs(datab
     assert "kept         indefinitely" in energy
     assert "legal minimum 10 years" in energy
     assert "oldest       energy_readings: 2014-06-06T10:30:00+00:00" in energy  # 12 x 366 days back, held
-    assert "tables       (none yet)" in blocks["Login data [login_data]"]
+    assert "tables       (none yet)" in blocks["User data [user_data]"]
 
 
 def test_serve_runs_on_a_schedule_and_stops_on_sigterm(database: Database):

@@ -40,6 +40,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.stack import BenchStack, CpuMeter, IngestRun, bench_stack, process_cpu_seconds
+from gateway_sim.cli import command_line
 from gateway_sim.fleet import build_fleet, generate_messages
 from gateway_sim.messages import SimMessage
 from gateway_sim.provision import provision
@@ -270,30 +271,13 @@ class Simulator:
 
     def __init__(self, stack: BenchStack, fleet_args: dict[str, int], start: dt.datetime, seconds: float):
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "thuis",
-                "sim",
-                "--host",
-                "localhost",
-                "--port",
-                str(stack.broker.port),
-                "--certs",
-                str(stack.certs_dir),
-                "--benext",
-                str(fleet_args["benext"]),
-                "--maxem",
-                str(fleet_args["maxem"]),
-                "--seed",
-                str(fleet_args["seed"]),
-                "--start",
-                start.isoformat(),
-                "--rate",
-                "0",
-                "--duration",
-                str(seconds),
-            ],
+            command_line(
+                *["--benext", str(fleet_args["benext"]), "--maxem", str(fleet_args["maxem"])],
+                *["--seed", str(fleet_args["seed"]), "--start", start.isoformat()],
+                *["--rate", "0", "--duration", str(seconds)],
+                port=stack.broker.port,
+                certs_dir=stack.certs_dir,
+            ),
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )

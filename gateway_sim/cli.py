@@ -72,6 +72,20 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def command_line(*arguments: str, port: int, certs_dir: Path, host: str = "localhost") -> list[str]:
+    """Return the argv that runs `thuis sim` against a broker (for tests, benchmarks and scripts)."""
+    return [
+        sys.executable,
+        "-m",
+        "thuis",
+        "sim",
+        f"--host={host}",
+        f"--port={port}",
+        f"--certs={certs_dir}",
+        *arguments,
+    ]
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of `thuis sim`."""
     settings = SimSettings()

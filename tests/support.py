@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import json
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -15,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from gateway_sim.cli import command_line
 from gateway_sim.messages import SimMessage
 from thuis.localstack import MosquittoBroker
 
@@ -89,19 +89,7 @@ def backfill_arguments(
 
 async def run_sim(broker: MosquittoBroker, certs_dir: Path, *args: str) -> dict[str, Any]:
     """Run `thuis sim` against a broker; return its JSON summary."""
-    command = [
-        sys.executable,
-        "-m",
-        "thuis",
-        "sim",
-        "--host",
-        "localhost",
-        "--port",
-        str(broker.port),
-        "--certs",
-        str(certs_dir),
-        *args,
-    ]
+    command = command_line(*args, port=broker.port, certs_dir=certs_dir)
     result = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])

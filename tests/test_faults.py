@@ -17,7 +17,6 @@ import re
 import secrets
 import shutil
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -29,6 +28,7 @@ import asyncpg
 import psycopg
 import pytest
 
+from gateway_sim.cli import command_line
 from gateway_sim.connection import GatewayConnection
 from gateway_sim.fleet import build_fleet, simulate
 from gateway_sim.gateways import SimGateway
@@ -118,11 +118,14 @@ async def start_sim(certs_dir: Path, workdir: Path) -> AsyncIterator[StartSim]:
         log_path = workdir / f"sim-{secrets.token_hex(4)}.log"
         with log_path.open("wb") as log_file:
             process = await asyncio.create_subprocess_exec(
-                *[sys.executable, "-m", "thuis", "sim", "--provision", "--certs", str(certs_dir)],
-                *["--host", "localhost", "--port", str(broker.port)],
-                *["--benext", str(BENEXT), "--maxem", str(MAXEM), "--seed", str(SEED)],
-                *["--start", START.isoformat(), "--interval", str(INTERVAL_S)],
-                *["--count", str(count), "--rate", str(rate)],
+                *command_line(
+                    "--provision",
+                    *["--benext", str(BENEXT), "--maxem", str(MAXEM), "--seed", str(SEED)],
+                    *["--start", START.isoformat(), "--interval", str(INTERVAL_S)],
+                    *["--count", str(count), "--rate", str(rate)],
+                    port=broker.port,
+                    certs_dir=certs_dir,
+                ),
                 env={**os.environ, "THUIS_ENVIRONMENT": "test", "THUIS_DATABASE_URL": database.owner_url},
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log_file,

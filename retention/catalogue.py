@@ -18,7 +18,7 @@ MEASURED_FROM = {
     "last_activity": "the last activity",
     "order_date": "the order date",
 }
-_DURATION = re.compile(r"(?P<count>[1-9]\d*) (?P<unit>day|month|year)s?")
+_DURATION = re.compile(r"(?P<count>0|[1-9]\d*) (?P<unit>day|month|year)s?")
 _FIELDS = {
     "id",
     "name",
@@ -38,6 +38,10 @@ TABLES_IN_SCHEMA = """
 SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
 ORDER BY 1
+"""
+CHUNK_INTERVAL = """
+SELECT time_interval FROM timescaledb_information.dimensions
+WHERE hypertable_schema = 'public' AND hypertable_name = %s AND dimension_number = 1
 """
 COLUMNS_OF_TABLE = """
 SELECT a.attname FROM pg_attribute a
@@ -62,7 +66,7 @@ class Period:
 
     @classmethod
     def parse(cls, text: str) -> Period:
-        """Read `5 days`, `36 months` or `7 years`."""
+        """Read `5 days`, `36 months` or `7 years`; `0 days` keeps a record until the moment counted from."""
         match = _DURATION.fullmatch(text.strip())
         if match is None:
             raise ValueError(f"{text!r} is not a period like '14 days', '36 months' or '7 years'")
@@ -98,7 +102,7 @@ class Period:
         return years * 365 + -(-years // 4) + months * 31 + self.days
 
     def __str__(self) -> str:
-        if self.days:
+        if self.days or not self.months:
             return f"{self.days} day{'s' * (self.days != 1)}"
         if self.months % 12 == 0:
             years = self.months // 12
@@ -198,6 +202,8 @@ def _category(raw: dict[str, Any], index: int, problems: list[str]) -> Category 
         problems.append(f"{where}: measured_from must be one of {', '.join(MEASURED_FROM)}")
     if keep is not None and minimum is not None and not keep.at_least(minimum):
         problems.append(f"{where}: keeps {keep}, shorter than its legal minimum of {minimum}")
+    if not category.tables:
+        problems.append(f"{where}: names no table")
     if keep is not None and category.time_column is None:
         problems.append(f"{where}: keeps {keep} but names no time_column to count from")
     return category
@@ -235,6 +241,12 @@ def check_schema(conn: psycopg.Connection[Any], catalogue: Catalogue) -> None:
             if table not in tables:
                 problems.append(f"category {category.id!r} names table {table!r}, which does not exist")
                 continue
+            interval = conn.execute(CHUNK_INTERVAL, (table,)).fetchone()
+            if interval is not None and category.keep is not None and interval[0] != dt.timedelta(days=1):
+                problems.append(
+                    f"category {category.id!r}: hypertable {table!r} has chunks of {_span(interval[0])}, "
+                    "but retention is exact to the day only with chunks of one day"
+                )
             if category.time_column is not None:
                 columns = {row[0] for row in conn.execute(COLUMNS_OF_TABLE, (table,))}
                 if category.time_column not in columns:
@@ -248,3 +260,9 @@ def check_schema(conn: psycopg.Connection[Any], catalogue: Catalogue) -> None:
     ]
     if problems:
         raise CatalogueError(problems)
+
+
+def _span(interval: dt.timedelta) -> str:
+    if interval % dt.timedelta(days=1):
+        return str(interval)
+    return f"{interval.days} day{'s' * (interval.days != 1)}"

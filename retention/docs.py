@@ -7,6 +7,23 @@ from pathlib import Path
 from retention.catalogue import MEASURED_FROM, Catalogue
 
 PRIVACY_DOC = Path(__file__).resolve().parent.parent / "docs" / "privacy.md"
+NOTES = """\
+## How to read it
+
+- **Exact to the day.** Hypertables kept for a limited period have one-day chunks starting at midnight
+  UTC (`thuis retention check` refuses any other) and lose whole expired days with `drop_chunks`: a
+  record goes at the first run after the day it falls in has passed out of its period. Other tables lose
+  expired rows, each at the first run after the exact moment, in batched `DELETE`s.
+- **User data** is two categories, because the regulation gives it two periods: the account (username,
+  password hash) is needed only while the contract runs and goes at the first run after the contract ended
+  (`0 days` after its end); the billing records (who held the contract, where invoices went, which account
+  paid) stay 7 years after the end, as the fiscal duty requires. Ending a contract closes its accounts.
+- **Indefinitely** means as long as what it belongs to exists: display preferences go with their account,
+  system settings with their site, and everything of a person on erasure, where no legal duty applies.
+- **Consent** lapses with its record: after 2 years the portal asks again rather than rely on old proof.
+- **Audit records** are kept 2 years: no law sets a period; it is long enough to answer an owner who asks
+  who read their data over the past year and to investigate a breach found late, and no longer than the
+  consent records they sit beside."""
 
 
 def render_privacy_doc(catalogue: Catalogue) -> str:
@@ -26,7 +43,7 @@ def render_privacy_doc(catalogue: Catalogue) -> str:
     ]
     for category in catalogue.categories:
         minimum = category.legal_minimum_text
-        tables = ", ".join(f"`{table}`" for table in category.tables) or "(none yet)"
+        tables = ", ".join(f"`{table}`" for table in category.tables)
         counted_from = MEASURED_FROM[category.measured_from]
         if category.time_column is not None and category.keep is not None:
             counted_from += f" (`{category.time_column}`)"
@@ -34,7 +51,7 @@ def render_privacy_doc(catalogue: Catalogue) -> str:
             f"| {category.name} | {category.examples} | {category.keep_text} | {counted_from} | {minimum} "
             f"| {tables} |"
         )
-    lines += ["", "## Legal basis and source", ""]
+    lines += ["", *NOTES.splitlines(), "", "## Legal basis and source", ""]
     for category in catalogue.categories:
         lines.append(f"- **{category.name}**: {category.legal_basis}. Period from: {category.source}.")
     lines += ["", "## Tables without personal data", ""]

@@ -86,7 +86,7 @@ def render_report(reports: list[CategoryReport], *, now: dt.datetime) -> str:
         )
         lines.append(f"  legal basis  {category.legal_basis}")
         lines.append(f"  source       {category.source}")
-        lines.append(f"  tables       {', '.join(category.tables) or '(none yet)'}")
+        lines.append(f"  tables       {', '.join(category.tables)}")
         for table, oldest in report.oldest.items():
             held = "nothing held" if oldest is None else oldest.isoformat(timespec="seconds")
             lines.append(f"  oldest       {table}: {held}")

@@ -51,6 +51,7 @@ def test_migrate_twice_applies_everything_once(empty_database: str):
         "smart_home_readings",
         "gateway_connectivity_events",
         "login_events",
+        "audit_records",
     }
 
 
@@ -64,6 +65,15 @@ def test_an_edited_applied_migration_is_refused(empty_database: str, tmp_path: P
         migrate(empty_database, directory=migrations)
     with psycopg.connect(empty_database) as conn:
         assert conn.execute("SELECT to_regclass('sneaky')").fetchone() == (None,)
+
+
+def test_migrate_refuses_a_schema_with_a_table_of_no_data_category(empty_database: str):
+    assert run_cli("migrate", url=empty_database).returncode == 0
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE referral_codes (code text, email text)")
+    refused = run_cli("migrate", url=empty_database)
+    assert refused.returncode == 1
+    assert "table 'referral_codes' belongs to no data category" in refused.stderr
 
 
 def test_a_gap_in_migration_numbers_is_refused(tmp_path: Path):

@@ -28,7 +28,8 @@ EXPECTED = {
     "gateway_identity": ("indefinitely", "none"),
     "webshop_orders": ("7 years", "7 years"),
     "marketing_contacts": ("36 months", "none"),
-    "user_data": ("7 years", "7 years"),
+    "user_data": ("0 days", "none"),  # accounts: while the contract runs
+    "billing_records": ("7 years", "7 years"),
     "audit_records": ("2 years", "none"),
 }
 
@@ -46,6 +47,8 @@ def test_the_catalogue_has_every_category_with_its_period_and_legal_minimum():
     assert {c.id: (c.keep_text, c.legal_minimum_text) for c in catalogue.categories} == EXPECTED
     by_id = {c.id: c for c in catalogue.categories}
     assert by_id["user_data"].measured_from == "contract_end"
+    assert by_id["billing_records"].measured_from == "contract_end"
+    assert all(category.tables for category in catalogue.categories)
     assert by_id["marketing_contacts"].measured_from == "last_activity"
     assert by_id["webshop_orders"].measured_from == "order_date"
     assert by_id["gateway_connectivity"].tables == ("gateway_connectivity_events",)
@@ -84,6 +87,8 @@ def test_energy_readings_kept_for_a_limited_time_must_still_reach_ten_years(tmp_
     [
         ('tables = ["quarantine"]', 'tables = ["gateways"]', "table 'gateways' is in more than one category"),
         ('keep = "5 days"', 'keep = "5 fortnights"', "is not a period like"),
+        ('keep = "5 days"', 'keep = "-5 days"', "is not a period like"),
+        ('tables = ["login_events"]', "tables = []", "category login_data: names no table"),
         ('measured_from = "order_date"', 'measured_from = "whenever"', "measured_from must be one of"),
         (
             'source = "BeNext privacy regulation"\n',
@@ -135,15 +140,23 @@ def test_a_category_naming_a_missing_table_or_column_is_refused(database: Databa
     catalogue = load_catalogue(
         variant(
             tmp_path,
-            'tables = []\nmeasured_from = "contract_end"',
-            'tables = ["contracts"]\nmeasured_from = "contract_end"',
+            'tables = ["contracts"]',
+            'tables = ["billing_contracts"]',
         )
     )
     with (
         psycopg.connect(database.owner_url) as conn,
-        pytest.raises(CatalogueError, match="names table 'contracts', which does not exist"),
+        pytest.raises(CatalogueError, match="names table 'billing_contracts', which does not exist"),
     ):
         check_schema(conn, catalogue)
+
+
+def test_a_hypertable_with_a_limited_period_must_have_one_day_chunks(database: Database):
+    with psycopg.connect(database.owner_url, autocommit=True) as conn:
+        check_schema(conn, load_catalogue())
+        conn.execute("SELECT set_chunk_time_interval('login_events', INTERVAL '7 days')")
+        with pytest.raises(CatalogueError, match="'login_events' has chunks of 7 days, but retention"):
+            check_schema(conn, load_catalogue())
 
 
 def test_the_check_command_refuses_an_uncovered_table(database: Database):
@@ -171,6 +184,7 @@ def test_docs_privacy_md_is_generated_from_the_catalogue():
         ("36 months", dt.datetime(2026, 5, 31, tzinfo=dt.UTC), dt.datetime(2023, 5, 31, tzinfo=dt.UTC)),
         ("1 month", dt.datetime(2026, 3, 31, tzinfo=dt.UTC), dt.datetime(2026, 2, 28, tzinfo=dt.UTC)),
         ("7 years", dt.datetime(2026, 1, 15, tzinfo=dt.UTC), dt.datetime(2019, 1, 15, tzinfo=dt.UTC)),
+        ("0 days", dt.datetime(2026, 1, 15, 9, tzinfo=dt.UTC), dt.datetime(2026, 1, 15, 9, tzinfo=dt.UTC)),
     ],
 )
 def test_periods_count_back_by_the_calendar(period: str, moment: dt.datetime, cutoff: dt.datetime):

@@ -31,6 +31,11 @@ QUARANTINE_CUTOFF = NOW - dt.timedelta(days=14)
 LOGIN_CUTOFF = dt.datetime(2026, 6, 10, tzinfo=dt.UTC)  # 5 days, whole days (one-day chunks)
 ORDERS_CUTOFF = dt.datetime(2019, 6, 15, 10, 30, tzinfo=dt.UTC)  # 7 years from the order date, exactly
 MARKETING_CUTOFF = dt.datetime(2023, 6, 15, 10, 30, tzinfo=dt.UTC)  # 36 months after the last activity
+AUDIT_CUTOFF = dt.datetime(2024, 6, 15, tzinfo=dt.UTC)  # 2 years, whole days (one-day chunks)
+CONSENT_CUTOFF = dt.datetime(2024, 6, 15, 10, 30, tzinfo=dt.UTC)  # 2 years, exactly
+CONTRACTS_CUTOFF = dt.datetime(2019, 6, 15, 10, 30, tzinfo=dt.UTC)  # 7 years after the contract ended
+ACCOUNTS_CUTOFF = NOW  # accounts go once their contract has ended
+RUNNING_CONTRACTS = 3
 
 
 def seed(database: Database) -> None:
@@ -73,6 +78,46 @@ def seed(database: Database) -> None:
             "FROM generate_series(%s::timestamptz - interval '72 months', %s, interval '1 month') t",
             (NOW, NOW),
         )
+        conn.execute(  # audit records around the 2-year mark, every 6 hours, and of the last month, daily
+            "INSERT INTO audit_records (occurred_at, actor_role, action, resource) "
+            "SELECT t, 'installer', 'read', 'site' FROM generate_series(%s::timestamptz "
+            "- interval '2 years 20 days', %s::timestamptz - interval '2 years' + interval '20 days', "
+            "interval '6 hours') t "
+            "UNION ALL SELECT t, 'installer', 'read', 'site' "
+            "FROM generate_series(%s::timestamptz - interval '30 days', %s, interval '1 day') t",
+            (NOW, NOW, NOW, NOW),
+        )
+        conn.execute(
+            "INSERT INTO consent_records (recorded_at, user_id, purpose, given, wording) "
+            "SELECT t, 1, 'marketing', true, 'May we send you news?' "
+            "FROM generate_series(%s::timestamptz - interval '48 months', %s, interval '1 month') t",
+            (NOW, NOW),
+        )
+        # Contracts that ended every month of the last ten years, and some that run, started 30 years ago;
+        # an account under each, and a privacy officer's with no contract. Ending a contract closes its
+        # accounts.
+        conn.execute(
+            "INSERT INTO contracts (holder_name, started_at) SELECT 'holder ' || n, %s::timestamptz "
+            "- interval '30 years' FROM generate_series(1, 121 + %s) n",
+            (NOW, RUNNING_CONTRACTS),
+        )
+        conn.execute(
+            "INSERT INTO users (username, password_hash, role, contract_id) "
+            "SELECT 'user-' || contract_id, 'x', 'owner', contract_id FROM contracts "
+            "UNION ALL SELECT 'privacy-officer', 'x', 'privacy_officer', NULL"
+        )
+        conn.execute("INSERT INTO display_preferences (user_id) SELECT user_id FROM users")
+        conn.execute(
+            "UPDATE contracts c SET ended_at = %s::timestamptz - (n - 1) * interval '1 month' "
+            "FROM (SELECT contract_id, row_number() OVER (ORDER BY contract_id) AS n FROM contracts) s "
+            "WHERE c.contract_id = s.contract_id AND n <= 121",
+            (NOW,),
+        )
+        conn.execute(
+            "INSERT INTO system_settings (site_id, kind, name, definition, updated_at) "
+            "VALUES (%s, 'schedule', 'heating', '{}', %s)",
+            (site[0], NOW - dt.timedelta(days=20 * 366)),
+        )
         # Energy readings 12 years old and smart-home readings 20 years old are kept indefinitely.
         for table, age_days in (("energy_readings", 12 * 366), ("smart_home_readings", 20 * 366)):
             conn.execute(
@@ -91,6 +136,7 @@ def snapshot(database: Database) -> dict[str, object]:
                 "quarantine": "SELECT count(*), min(last_received_at) FROM quarantine",
                 "energy": "SELECT count(*), min(measured_at) FROM energy_readings",
                 "smart_home": "SELECT count(*), min(measured_at) FROM smart_home_readings",
+                "settings": "SELECT count(*), min(updated_at) FROM system_settings",
                 "chunks": "SELECT count(*) FROM timescaledb_information.chunks",
                 "runs": "SELECT count(*) FROM retention_runs",
             }.items()
@@ -120,6 +166,19 @@ def test_a_run_removes_exactly_what_expired_and_records_it(database: Database):
         ).fetchall()
     assert after["energy"] == before["energy"]
     assert after["smart_home"] == before["smart_home"]
+    assert after["settings"] == before["settings"]  # system settings: indefinitely
+    with psycopg.connect(database.owner_url) as conn:
+        # Display preferences go with the account they belong to, and stay with those kept.
+        preferences = conn.execute(
+            "SELECT count(*), count(u.user_id) FROM display_preferences p LEFT JOIN users u USING (user_id)"
+        ).fetchone()
+        # A contract kept for billing that outlived its accounts still holds the holder's details.
+        unaccounted = conn.execute(
+            "SELECT count(*) FROM contracts c "
+            "WHERE NOT EXISTS (SELECT FROM users u WHERE u.contract_id = c.contract_id)"
+        ).fetchone()
+    assert preferences == (1 + RUNNING_CONTRACTS + 1, 1 + RUNNING_CONTRACTS + 1)
+    assert unaccounted == (7 * 12,)
     connectivity, quarantined = removals["gateway_connectivity"], removals["quarantine"]
     assert (connectivity.method, connectivity.cutoff) == ("drop_chunks", EVENTS_CUTOFF)
     assert connectivity.rows == 40 * 24 + 1 - expected_events
@@ -144,6 +203,10 @@ def test_a_run_removes_exactly_what_expired_and_records_it(database: Database):
         "login_data",
         "webshop_orders",
         "marketing_contacts",
+        "audit_records",
+        "portal_cookies_consent",
+        "billing_records",
+        "user_data",
     }
 
     # A second run at the same clock finds nothing more to remove.
@@ -160,6 +223,13 @@ def test_a_run_removes_exactly_what_expired_and_records_it(database: Database):
         ("login_events", "occurred_at", LOGIN_CUTOFF, (LOGIN_CUTOFF + dt.timedelta(minutes=30), 131)),
         ("webshop_orders", "ordered_at", ORDERS_CUTOFF, (ORDERS_CUTOFF, 7 * 12 + 1)),  # monthly
         ("marketing_contacts", "last_activity_at", MARKETING_CUTOFF, (MARKETING_CUTOFF, 36 + 1)),  # monthly
+        # every 6 hours (at 04:30, 10:30, ...) up to 20 days after the cutoff, then daily over the last month
+        ("audit_records", "occurred_at", AUDIT_CUTOFF, (AUDIT_CUTOFF + dt.timedelta(hours=4.5), 82 + 31)),
+        ("consent_records", "recorded_at", CONSENT_CUTOFF, (CONSENT_CUTOFF, 24 + 1)),  # monthly
+        # ended monthly, and the running ones (ended_at NULL)
+        ("contracts", "ended_at", CONTRACTS_CUTOFF, (CONTRACTS_CUTOFF, 7 * 12 + 1 + RUNNING_CONTRACTS)),
+        # the one whose contract ended at this very moment, those running, and the privacy officer's
+        ("users", "closed_at", ACCOUNTS_CUTOFF, (ACCOUNTS_CUTOFF, 1 + RUNNING_CONTRACTS + 1)),
     ],
 )
 def test_each_category_keeps_exactly_its_period(
@@ -201,7 +271,7 @@ def test_a_dry_run_changes_nothing_and_says_what_a_run_would_remove(database: Da
     assert said == real
 
 
-def test_the_retention_role_cannot_drop_chunks_of_readings(database: Database):
+def test_the_retention_role_cannot_remove_what_is_kept_or_read_personal_fields(database: Database):
     seed(database)
     with psycopg.connect(database.retention_url, autocommit=True) as conn:
         with pytest.raises(
@@ -212,6 +282,20 @@ def test_the_retention_role_cannot_drop_chunks_of_readings(database: Database):
             conn.execute("SELECT drop_chunks('energy_readings', older_than => now())")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM smart_home_readings")
+        # Nothing kept indefinitely can be deleted, and of what expires only the time columns can be read.
+        for statement in (
+            "DELETE FROM system_settings",
+            "DELETE FROM display_preferences",
+            "DELETE FROM sites",
+            "SELECT retention_drop_chunks('smart_home_readings', now())",
+            "SELECT password_hash FROM users",
+            "SELECT bank_account FROM contracts",
+            "SELECT actor_user_id FROM audit_records",
+            "SELECT wording FROM consent_records",
+            "SELECT username FROM login_events",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
 
 
 def test_the_report_shows_periods_legal_basis_oldest_records_and_last_runs(database: Database):
@@ -230,7 +314,9 @@ def test_the_report_shows_periods_legal_basis_oldest_records_and_last_runs(datab
     assert "kept         indefinitely" in energy
     assert "legal minimum 10 years" in energy
     assert "oldest       energy_readings: 2014-06-06T10:30:00+00:00" in energy  # 12 x 366 days back, held
-    assert "tables       (none yet)" in blocks["User data [user_data]"]
+    accounts = blocks["User data: accounts [user_data]"]
+    assert "kept         0 days, counted from the end of the contract; legal minimum none" in accounts
+    assert f"oldest       users: {NOW.isoformat()}" in accounts  # the account closed at this very moment
 
 
 def test_serve_runs_on_a_schedule_and_stops_on_sigterm(database: Database):

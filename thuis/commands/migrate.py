@@ -7,6 +7,9 @@ import logging
 import os
 import sys
 
+import psycopg
+
+from retention.catalogue import CatalogueError, check_schema, load_catalogue
 from thuis.migrate import MigrationError, migrate
 
 log = logging.getLogger(__name__)
@@ -22,7 +25,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Apply what is pending and say what was done."""
+    """Apply what is pending, say what was done, and refuse a schema the data catalogue does not cover."""
     url = args.database_url or os.environ.get("THUIS_DATABASE_URL")
     if not url:
         print("thuis migrate: set THUIS_DATABASE_URL or pass --database-url", file=sys.stderr)  # noqa: T201
@@ -36,4 +39,10 @@ def run(args: argparse.Namespace) -> int:
         log.info("applied %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
     else:
         log.info("the database is up to date")
+    try:
+        with psycopg.connect(url) as conn:
+            check_schema(conn, load_catalogue())
+    except CatalogueError as err:
+        print(f"thuis migrate: {err}", file=sys.stderr)  # noqa: T201
+        return 1
     return 0

@@ -51,6 +51,11 @@ def seed(database: Database) -> None:
             (site[0], NOW - dt.timedelta(days=5000)),
         )
         conn.execute(
+            "INSERT INTO devices (gateway_serial, device_key, device_kind, first_seen_at) "
+            "VALUES ('BNX-1', 'node-2', 'thermostat', %s)",
+            (NOW - dt.timedelta(days=5000),),
+        )
+        conn.execute(
             "INSERT INTO gateway_connectivity_events (occurred_at, gateway_serial, event, detail) "
             "SELECT t, 'BNX-1', 'traffic', NULL "
             "FROM generate_series(%s::timestamptz, %s, interval '1 hour') t",
@@ -137,6 +142,8 @@ def snapshot(database: Database) -> dict[str, object]:
                 "energy": "SELECT count(*), min(measured_at) FROM energy_readings",
                 "smart_home": "SELECT count(*), min(measured_at) FROM smart_home_readings",
                 "settings": "SELECT count(*), min(updated_at) FROM system_settings",
+                "product": "SELECT count(*), min(d.first_seen_at) FROM devices d JOIN gateways g "
+                "USING (gateway_serial) JOIN sites s USING (site_id)",
                 "chunks": "SELECT count(*) FROM timescaledb_information.chunks",
                 "runs": "SELECT count(*) FROM retention_runs",
             }.items()
@@ -167,6 +174,7 @@ def test_a_run_removes_exactly_what_expired_and_records_it(database: Database):
     assert after["energy"] == before["energy"]
     assert after["smart_home"] == before["smart_home"]
     assert after["settings"] == before["settings"]  # system settings: indefinitely
+    assert after["product"] == before["product"] == (1, NOW - dt.timedelta(days=5000))
     with psycopg.connect(database.owner_url) as conn:
         # Display preferences go with the account they belong to, and stay with those kept.
         preferences = conn.execute(

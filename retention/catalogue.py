@@ -17,6 +17,8 @@ MEASURED_FROM = {
     "contract_end": "the end of the contract",
     "last_activity": "the last activity",
     "order_date": "the order date",
+    "expiry": "the moment it expires",
+    "end_of_access": "the end of the access",
 }
 _DURATION = re.compile(r"(?P<count>0|[1-9]\d*) (?P<unit>day|month|year)s?")
 _FIELDS = {

@@ -26,6 +26,8 @@ from thuis.migrate import migrate
 TEMPLATE_DATABASE = "thuis_template"
 INGEST_PASSWORD = secrets.token_urlsafe(24)
 RETENTION_PASSWORD = secrets.token_urlsafe(24)
+ROLLUP_PASSWORD = secrets.token_urlsafe(24)
+API_PASSWORD = secrets.token_urlsafe(24)
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +64,8 @@ def template_database(pg_cluster: PostgresCluster) -> str:
     with psycopg.connect(pg_cluster.dsn("postgres"), autocommit=True) as conn:
         set_role_password(conn, role="thuis_ingest", password=INGEST_PASSWORD)
         set_role_password(conn, role="thuis_retention", password=RETENTION_PASSWORD)
+        set_role_password(conn, role="thuis_rollup", password=ROLLUP_PASSWORD)
+        set_role_password(conn, role="thuis_api", password=API_PASSWORD)
         # TimescaleDB's scheduler keeps a connection to every database with the extension; a template
         # must have none, so it refuses connections from now on.
         conn.execute(f"ALTER DATABASE {TEMPLATE_DATABASE} WITH ALLOW_CONNECTIONS false")
@@ -79,6 +83,8 @@ class Database:
     owner_url: str
     ingest_url: str
     retention_url: str = ""  # empty where a test's own cluster has no retention password
+    rollup_url: str = ""
+    api_url: str = ""
 
 
 @pytest.fixture
@@ -91,6 +97,8 @@ def database(pg_cluster: PostgresCluster, template_database: str) -> Iterator[Da
         owner_url=pg_cluster.dsn(name),
         ingest_url=pg_cluster.dsn(name, user="thuis_ingest", password=INGEST_PASSWORD),
         retention_url=pg_cluster.dsn(name, user="thuis_retention", password=RETENTION_PASSWORD),
+        rollup_url=pg_cluster.dsn(name, user="thuis_rollup", password=ROLLUP_PASSWORD),
+        api_url=pg_cluster.dsn(name, user="thuis_api", password=API_PASSWORD),
     )
     with psycopg.connect(pg_cluster.dsn("postgres"), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE {name} WITH (FORCE)")

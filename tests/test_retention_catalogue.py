@@ -21,6 +21,7 @@ EXPECTED = {
     "quarantine": ("14 days", "none"),
     "portal_cookies_consent": ("2 years", "none"),
     "energy_readings": ("indefinitely", "10 years"),
+    "energy_rollups": ("indefinitely", "none"),
     "smart_home_readings": ("indefinitely", "none"),
     "product_information": ("indefinitely", "none"),
     "system_settings": ("indefinitely", "none"),
@@ -31,6 +32,8 @@ EXPECTED = {
     "user_data": ("0 days", "none"),  # accounts: while the contract runs
     "billing_records": ("7 years", "7 years"),
     "audit_records": ("2 years", "none"),
+    "sessions": ("0 days", "none"),  # until the session expires or is ended
+    "access_grants": ("2 years", "none"),
 }
 
 

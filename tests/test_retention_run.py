@@ -35,6 +35,8 @@ AUDIT_CUTOFF = dt.datetime(2024, 6, 15, tzinfo=dt.UTC)  # 2 years, whole days (o
 CONSENT_CUTOFF = dt.datetime(2024, 6, 15, 10, 30, tzinfo=dt.UTC)  # 2 years, exactly
 CONTRACTS_CUTOFF = dt.datetime(2019, 6, 15, 10, 30, tzinfo=dt.UTC)  # 7 years after the contract ended
 ACCOUNTS_CUTOFF = NOW  # accounts go once their contract has ended
+SESSIONS_CUTOFF = NOW  # sessions go once they have expired
+GRANTS_CUTOFF = dt.datetime(2024, 6, 15, 10, 30, tzinfo=dt.UTC)  # 2 years after the access ended
 RUNNING_CONTRACTS = 3
 
 
@@ -117,6 +119,35 @@ def seed(database: Database) -> None:
             "FROM (SELECT contract_id, row_number() OVER (ORDER BY contract_id) AS n FROM contracts) s "
             "WHERE c.contract_id = s.contract_id AND n <= 121",
             (NOW,),
+        )
+        conn.execute(  # sessions that expire every hour from 10 days ago to 10 days from now
+            "INSERT INTO sessions (token_sha256, user_id, kind, created_at, expires_at) "
+            "SELECT sha256(t::text::bytea), u.user_id, 'api', t - interval '30 days', t "
+            "FROM generate_series(%s::timestamptz - interval '10 days', %s + interval '10 days', "
+            "interval '1 hour') t, users u WHERE u.username = 'privacy-officer'",
+            (NOW, NOW),
+        )
+        # Residents' grants ended every month of the last 4 years, and one that holds; installer
+        # assignments that ended (half by expiry, half revoked a day before it) every month of the last 4
+        # years, and one that runs until next month.
+        conn.execute(
+            "INSERT INTO resident_grants (site_id, granted_at, ended_at) "
+            "SELECT %s, %s::timestamptz - interval '5 years', t "
+            "FROM generate_series(%s::timestamptz - interval '48 months', %s, interval '1 month') t "
+            "UNION ALL SELECT %s, %s, NULL",
+            (site[0], NOW, NOW, NOW, site[0], NOW),
+        )
+        company = conn.execute(
+            "INSERT INTO installer_companies (name) VALUES ('Warmte BV') RETURNING company_id"
+        ).fetchone()
+        assert company is not None
+        conn.execute(
+            "INSERT INTO installer_assignments (site_id, company_id, assigned_at, expires_at, revoked_at) "
+            "SELECT %s, %s, t - interval '30 days', t + CASE WHEN n %% 2 = 0 THEN interval '0' "
+            "ELSE interval '1 day' END, CASE WHEN n %% 2 = 0 THEN NULL ELSE t END "
+            "FROM generate_series(%s::timestamptz - interval '48 months', %s + interval '1 month', "
+            "interval '1 month') WITH ORDINALITY AS g(t, n)",
+            (site[0], company[0], NOW, NOW),
         )
         conn.execute(
             "INSERT INTO system_settings (site_id, kind, name, definition, updated_at) "
@@ -215,12 +246,14 @@ def test_a_run_removes_exactly_what_expired_and_records_it(database: Database):
         "portal_cookies_consent",
         "billing_records",
         "user_data",
+        "sessions",
+        "access_grants",
     }
 
     # A second run at the same clock finds nothing more to remove.
     with psycopg.connect(database.retention_url, autocommit=True) as conn:
         again = run_retention(conn, load_catalogue(), now=NOW)
-    assert [(r.chunks, r.rows) for r in again] == [(0, 0)] * len(by_category)
+    assert [(r.chunks, r.rows) for r in again] == [(0, 0)] * len(recorded)
     assert snapshot(database) | {"runs": None} == after | {"runs": None}
 
 
@@ -238,6 +271,10 @@ def test_a_run_removes_exactly_what_expired_and_records_it(database: Database):
         ("contracts", "ended_at", CONTRACTS_CUTOFF, (CONTRACTS_CUTOFF, 7 * 12 + 1 + RUNNING_CONTRACTS)),
         # the one whose contract ended at this very moment, those running, and the privacy officer's
         ("users", "closed_at", ACCOUNTS_CUTOFF, (ACCOUNTS_CUTOFF, 1 + RUNNING_CONTRACTS + 1)),
+        ("sessions", "expires_at", SESSIONS_CUTOFF, (SESSIONS_CUTOFF, 10 * 24 + 1)),  # hourly
+        ("resident_grants", "ended_at", GRANTS_CUTOFF, (GRANTS_CUTOFF, 24 + 1 + 1)),  # monthly, and one held
+        # monthly, and the one running until next month
+        ("installer_assignments", "ended_at", GRANTS_CUTOFF, (GRANTS_CUTOFF, 24 + 1 + 1)),
     ],
 )
 def test_each_category_keeps_exactly_its_period(

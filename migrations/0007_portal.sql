@@ -10,10 +10,12 @@ CREATE TABLE installer_companies (
 ALTER TABLE users
     ADD COLUMN installer_company_id  bigint REFERENCES installer_companies,
     ADD COLUMN company_admin         boolean NOT NULL DEFAULT false,
-    -- TOTP: the shared secret (base32), set when the user confirms it with a first code.
+    -- TOTP: the shared secret (base32), in force once the user confirmed it with a first code; the last
+    -- time step accepted, so that a code cannot be used twice.
     ADD COLUMN totp_secret           text,
     ADD COLUMN totp_confirmed_at     timestamptz,
-    -- argon2id hashes of the unused recovery codes; a code is removed when it is used.
+    ADD COLUMN totp_last_step        bigint,
+    -- SHA-256 of each unused recovery code (80 random bits each); a code is removed when it is used.
     ADD COLUMN recovery_code_hashes  text[] NOT NULL DEFAULT '{}',
     ADD COLUMN password_changed_at   timestamptz NOT NULL DEFAULT now(),
     ADD COLUMN failed_sign_ins       integer NOT NULL DEFAULT 0,

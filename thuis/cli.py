@@ -42,6 +42,9 @@ def _commands() -> dict[str, tuple[str, Callable[[], CommandModule]]]:
         "ingest": ("run the MQTT to TimescaleDB ingest service", lazy("ingest.cli")),
         "sim": ("run simulated BeNext gateways and Maxem meters", lazy("gateway_sim.cli")),
         "retention": ("the data catalogue and its retention policies", lazy("thuis.commands.retention")),
+        "rollup": ("keep the hourly and daily energy rollups up to date", lazy("thuis.commands.rollup")),
+        "api": ("serve the portal (FastAPI)", lazy("api.cli")),
+        "users": ("create portal accounts and give sites their owner", lazy("thuis.commands.users")),
         "stack": ("run the whole stack locally under .thuis/", lazy("thuis.commands.stack")),
     }
 

@@ -1,0 +1,65 @@
+"""What a person may see, and the record of every read of someone else's personal data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from api import queries
+from api.problems import Problem, not_found
+from api.security import Principal
+from thuis.db import Connection
+
+
+@dataclass(frozen=True)
+class SiteAccess:
+    """A site a person may see, and on what ground."""
+
+    site_id: int
+    label: str
+    time_zone: str
+    owner_user_id: int | None
+    via: str  # "owner", "resident" or "installer"
+    assignment_id: int | None  # the installer's assignment it is seen under
+
+    @property
+    def is_data_subject(self) -> bool:
+        """Say whether the person is the one the data is about (the owner), so a read is not recorded."""
+        return self.via == "owner"
+
+
+async def visible_sites(conn: Connection, *, principal: Principal) -> list[SiteAccess]:
+    """Return every site the person may see now: owned, granted as resident, assigned as installer."""
+    rows = await conn.fetch(queries.SELECT_VISIBLE_SITES, principal.user_id, principal.role)
+    return [SiteAccess(**dict(row)) for row in rows]
+
+
+async def site_access(conn: Connection, *, principal: Principal, site_id: int) -> SiteAccess:
+    """Return how the person may see a site; a site they may not see does not exist for them (404)."""
+    row = await conn.fetchrow(queries.SELECT_SITE_ACCESS, principal.user_id, principal.role, site_id)
+    if row is None:
+        raise not_found(f"site {site_id}")
+    return SiteAccess(**dict(row))
+
+
+async def owned_site(conn: Connection, *, principal: Principal, site_id: int) -> SiteAccess:
+    """Return a site the person owns; one they see otherwise is refused (403), one they do not see is 404."""
+    access = await site_access(conn, principal=principal, site_id=site_id)
+    if access.via != "owner":
+        raise Problem(403, f"only the owner of site {site_id} may do this")
+    return access
+
+
+async def record_read(conn: Connection, *, principal: Principal, access: SiteAccess, resource: str) -> None:
+    """Record a read of a site's personal data by anyone but its owner: who, what, when, on which ground."""
+    if access.is_data_subject:
+        return
+    await conn.execute(
+        queries.INSERT_AUDIT_RECORD,
+        principal.user_id,
+        principal.role,
+        "read",
+        access.owner_user_id,
+        access.site_id,
+        resource,
+        access.assignment_id,
+    )

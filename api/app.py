@@ -1,0 +1,84 @@
+"""The portal: a FastAPI application with a database pool opened and closed by its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.middleware.base import RequestResponseEndpoint
+
+from api.problems import install_problem_handlers
+from api.routes import account, sharing, sites, staff
+from api.settings import ApiSettings
+from thuis import __version__
+
+log = logging.getLogger(__name__)
+
+# Everything the pages use comes from the portal itself: no CDN, no inline script, no framing.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+)
+
+DESCRIPTION = """\
+The Thuis portal for owners, residents, installers and the privacy officer.
+
+Sign in with `POST /api/v1/auth/sign-in` and send the token as `Authorization: Bearer <token>`. Every error
+is an RFC 9457 problem (`application/problem+json`) with a precise `detail`. Lists are paged with an opaque
+`cursor`. A site you may not see does not exist for you (404).
+"""
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    """Build the portal application for these settings."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await asyncpg.create_pool(
+            settings.database_url.get_secret_value(),
+            min_size=1,
+            max_size=settings.api_pool_size,
+            # Every session of the portal works in UTC; time zones are applied per person.
+            server_settings={"TimeZone": "UTC", "application_name": "thuis-api"},
+        )
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(
+        title="Thuis portal",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    for module in (account, sites, sharing, staff):
+        app.include_router(module.router)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> JSONResponse:
+        async with app.state.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+        return JSONResponse({"status": "ok"})
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        if request.url.path.startswith("/api/v1"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app

@@ -1,0 +1,40 @@
+"""`thuis api`: serve the portal with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import uvicorn
+from pydantic import ValidationError
+
+from api.app import create_app
+from api.settings import ApiSettings
+
+log = logging.getLogger(__name__)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add where to listen (defaults from THUIS_API_HOST and THUIS_API_PORT)."""
+    parser.add_argument("--host", help="address to listen on (default: THUIS_API_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: THUIS_API_PORT or 8000; 0 picks a free one)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM or Ctrl-C."""
+    try:
+        settings = ApiSettings()
+    except ValidationError as err:
+        log.error("configuration refused: %s", err)  # noqa: TRY400 - the message is the point, not a trace
+        return 2
+    config = uvicorn.Config(
+        create_app(settings),
+        host=args.host or settings.api_host,
+        port=settings.api_port if args.port is None else args.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+    )
+    uvicorn.Server(config).run()
+    return 0

@@ -1,0 +1,1 @@
+"""The portal's API routes, one module per audience."""

@@ -1,0 +1,68 @@
+"""`thuis users`: create portal accounts and give sites their owner (operators, as the schema owner)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+import psycopg
+
+from thuis.accounts import ROLES, AccountError, create_account, set_site_owner
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add `add` and `own`."""
+    actions = parser.add_subparsers(dest="users_action", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="create an account; the password is read from stdin")
+    add.add_argument("username")
+    add.add_argument("--role", choices=ROLES, required=True)
+    add.add_argument("--email")
+    add.add_argument("--holder-name", help="an owner's contract holder name (default: the username)")
+    add.add_argument("--resident-of", metavar="OWNER", help="a resident's owner")
+    add.add_argument("--company", help="an installer's company (created if new)")
+    add.add_argument("--company-admin", action="store_true", help="the installer administers the company")
+    own = actions.add_parser("own", help="make an owner the owner of a site")
+    own.add_argument("site_id", type=int)
+    own.add_argument("owner")
+    for sub in (add, own):
+        sub.add_argument(
+            "--database-url", help="postgresql:// URL of the schema owner (default: THUIS_DATABASE_URL)"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Do it; say why not when it cannot be done (exit 1)."""
+    url = args.database_url or os.environ.get("THUIS_DATABASE_URL")
+    if not url:
+        print("thuis users: set THUIS_DATABASE_URL or pass --database-url", file=sys.stderr)  # noqa: T201
+        return 2
+    try:
+        with psycopg.connect(url) as conn:
+            if args.users_action == "own":
+                set_site_owner(conn, site_id=args.site_id, owner=args.owner)
+                return 0
+            password = (
+                getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+            )
+            account = create_account(
+                conn,
+                username=args.username,
+                password=password,
+                role=args.role,
+                email=args.email,
+                holder_name=args.holder_name,
+                resident_of=args.resident_of,
+                company=args.company,
+                company_admin=args.company_admin,
+            )
+    except AccountError as err:
+        print(f"thuis users: {err}", file=sys.stderr)  # noqa: T201
+        return 1
+    print(f"created {account.username} (user {account.user_id})")  # noqa: T201
+    if account.otpauth_uri:
+        # Shown once, for the person to enter in their authenticator app; never logged.
+        print(f"two-factor authentication: {account.otpauth_uri}")  # noqa: T201
+        print("recovery codes: " + " ".join(account.recovery_codes))  # noqa: T201
+    return 0

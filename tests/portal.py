@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 import psycopg
 
 from api.app import create_app
@@ -47,6 +48,7 @@ class Person:
 class Portal:
     """The app, a client talking to it, and the database behind it."""
 
+    app: FastAPI
     client: httpx.AsyncClient
     settings: ApiSettings
     database: Database
@@ -100,7 +102,7 @@ async def running_portal(database: Database, **overrides: Any) -> AsyncIterator[
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("192.0.2.10", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://portal.test") as client:
-            yield Portal(client, settings, database)
+            yield Portal(app, client, settings, database)
 
 
 def in_days(days: float) -> str:

@@ -48,11 +48,11 @@ class Person:
 class Portal:
     """The app, a client talking to it, and the database behind it."""
 
-    app: FastAPI
     client: httpx.AsyncClient
     settings: ApiSettings
     database: Database
     people: dict[str, Person] = field(default_factory=dict)
+    app: FastAPI | None = None
 
     def add_person(self, username: str, role: str, **kwargs: Any) -> Person:
         with psycopg.connect(self.database.owner_url) as conn:
@@ -102,7 +102,7 @@ async def running_portal(database: Database, **overrides: Any) -> AsyncIterator[
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("192.0.2.10", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://portal.test") as client:
-            yield Portal(app, client, settings, database)
+            yield Portal(client, settings, database, app=app)
 
 
 def in_days(days: float) -> str:

@@ -110,6 +110,7 @@ async def test_using_a_session_moves_its_end_forward_up_to_the_absolute_limit(po
 
 async def test_a_cookie_session_needs_its_csrf_token_to_change_anything(portal: Portal):
     anna = portal.add_person("anna", "owner")
+    assert portal.app is not None
     session = await sign_in(
         portal.app.state.pool,
         portal.settings,

@@ -13,7 +13,19 @@ ON CONFLICT (gateway_serial, device_key) DO UPDATE SET device_kind = EXCLUDED.de
 RETURNING gateway_serial, device_key, device_id
 """
 
+# The hours (UTC) of the batch's energy readings are marked for the rollup worker in the same statement,
+# in key order, so that two batches in flight never wait for each other in opposite orders. The command
+# tag still counts the readings stored. thuis_ingest may not read energy_readings, so RETURNING cannot say
+# which readings were new: a redelivered batch marks its hours again, which costs the worker a recompute
+# and changes nothing.
 INSERT_ENERGY_READINGS = """
+WITH marked AS (
+    INSERT INTO energy_rollup_pending (device_id, hour)
+    SELECT DISTINCT device_id, time_bucket('1 hour', measured_at)
+    FROM unnest($1::timestamptz[], $2::bigint[]) AS r(measured_at, device_id)
+    ORDER BY 1, 2
+    ON CONFLICT DO NOTHING
+)
 INSERT INTO energy_readings (measured_at, device_id, site_id, value, metric)
 SELECT * FROM unnest($1::timestamptz[], $2::bigint[], $3::bigint[], $4::float8[], $5::text[])
 ON CONFLICT DO NOTHING

@@ -14,6 +14,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 from api.problems import install_problem_handlers
 from api.routes import account, sharing, sites, staff
 from api.settings import ApiSettings
+from api.web import pages
 from thuis import __version__
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     install_problem_handlers(app)
     for module in (account, sites, sharing, staff):
         app.include_router(module.router)
+    app.include_router(pages.router)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> JSONResponse:

@@ -1,0 +1,1 @@
+"""The portal's server-rendered web pages for people in a browser."""

@@ -2,7 +2,8 @@
 # Install what Thuis needs on a Debian machine, only what is missing; a second run does nothing.
 #
 #   PostgreSQL with server headers, TimescaleDB (built from Debian trixie's source package, Apache part),
-#   Mosquitto, and a virtual environment in .venv with the project and its dev extras.
+#   Mosquitto, Chromium (for the web pages' browser tests), and a virtual environment in .venv with the
+#   project and its dev extras.
 #
 # Runs as root (or with sudo available). Writes no package-host name anywhere: the trixie source
 # entry reuses the mirror URI already configured in this machine's apt sources, in a throwaway apt
@@ -32,6 +33,8 @@ install_debian_packages() {
         "postgresql-$pg_major" "postgresql-server-dev-$pg_major" postgresql-contrib
         cmake make gcc libssl-dev dpkg-dev
         mosquitto mosquitto-clients
+        # The web pages' browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+        chromium
     )
     # The project needs Python 3.11 or newer with venv; Debian bookworm's python3 is 3.11.
     if ! python3 -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then

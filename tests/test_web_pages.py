@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 import zoneinfo
@@ -141,7 +143,26 @@ def seed_energy(web: WebPortal, site_id: int, *, serial: str = "MXM-0001") -> dt
                 "FROM generate_series(%s::timestamptz, %s - interval '15 minutes', interval '15 minutes') t",
                 (devices[device], site_id, metric, start, end),
             )
+        # What the ingest does for the readings it writes: mark their hours for the rollup worker.
+        conn.execute(
+            "INSERT INTO energy_rollup_pending (device_id, hour) "
+            "SELECT DISTINCT device_id, date_trunc('hour', measured_at) FROM energy_readings "
+            "WHERE site_id = %s",
+            (site_id,),
+        )
+    roll_up(web.portal.database)
     return start
+
+
+def roll_up(database: Database) -> None:
+    """Run `thuis rollup run` as the rollup role, so the charts read the hourly and daily rollups."""
+    subprocess.run(
+        [sys.executable, "-m", "thuis", "rollup", "run", "--database-url", database.rollup_url],
+        env={**os.environ, "THUIS_ENVIRONMENT": "test"},
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def local_days(start: dt.datetime, hours: int) -> set[str]:
@@ -274,6 +295,7 @@ def test_pages_refuse_people_who_may_not_see_them(web: WebPortal, page: Page, br
     anna = web.add_person("anna", "owner")
     web.add_person("bert", "owner")
     web.add_site("Grachtenhuis", owner="anna")
+    web.add_site("Zomerhuisje", owner="anna")
     berts = web.add_site("Bert's flat", owner="bert")
     page.goto(f"{web.base_url}/sites/{berts}/installers")
     expect(page).to_have_url(re.compile(rf"/sign-in\?next=%2Fsites%2F{berts}%2Finstallers$"))
@@ -293,6 +315,9 @@ def test_pages_refuse_people_who_may_not_see_them(web: WebPortal, page: Page, br
         assert response.headers["content-type"].startswith("text/html")
         csp = response.headers["content-security-policy"]
         assert "script-src 'self'" in csp
+
+    page.goto(f"{web.base_url}/")  # two homes: the list of both, not Bert's
+    expect(page.locator(".site-card")).to_have_text([re.compile("Grachtenhuis"), re.compile("Zomerhuisje")])
 
     # A form posted without the CSRF token is refused even with the session cookie.
     refused = page.request.post(

@@ -6,19 +6,13 @@ import datetime as dt
 import zoneinfo
 from dataclasses import dataclass, field
 
-from api.web import queries
+from api import energy
 from thuis.db import Connection
 
-# (device kind, meter metric) -> what the charts call it. A P1 dongle and a Maxem grid channel both meter
-# the connection to the grid; a Maxem solar channel meters the panels' production.
-ROLES = {
-    ("grid", "import_energy_kwh"): "import",
-    ("p1meter", "import_energy_kwh"): "import",
-    ("grid", "export_energy_kwh"): "export",
-    ("p1meter", "export_energy_kwh"): "export",
-    ("solar", "energy_kwh"): "solar",
-}
-METER_METRICS = sorted({metric for _, metric in ROLES})
+# What the charts show, from the meters: the grid connection (a Maxem grid channel, else a P1 dongle: the
+# first of api.energy.GRID_KINDS the site has, so a home with both is not counted twice) and solar panels.
+GRID_METRICS = {"import_energy_kwh": "import", "export_energy_kwh": "export"}
+SOLAR = ("solar", "energy_kwh")
 WIDTHS = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1)}
 
 
@@ -99,37 +93,63 @@ def daily_window(now: dt.datetime, *, days: int, time_zone: str) -> tuple[dt.dat
     return start, end
 
 
-async def energy_series(
-    conn: Connection,
-    *,
-    site_id: int,
-    width: str,
-    start: dt.datetime,
-    end: dt.datetime,
-    slots: int,
-    time_zone: str,
+async def hourly_energy(
+    conn: Connection, *, site_id: int, start: dt.datetime, end: dt.datetime, time_zone: str
 ) -> EnergySeries:
-    """Return the site's grid import, export and solar production per bucket of `width` in [start, end)."""
-    rows = await conn.fetch(
-        queries.ENERGY_PER_BUCKET,
-        site_id,
-        start,
-        end,
-        f"1 {width}",
-        time_zone,
-        METER_METRICS,
+    """Return the site's energy per hour in [start, end), read from the hourly rollups."""
+    points = await energy.hourly_series(conn, site_id=site_id, start=start, end=end)
+    zone = zoneinfo.ZoneInfo(time_zone)
+    slots = int((end.astimezone(dt.UTC) - start.astimezone(dt.UTC)) / WIDTHS["hour"])
+    series = EnergySeries(width="hour", start=start, slots=slots, time_zone=time_zone)
+    _fold(
+        series,
+        [(p.hour.astimezone(zone), p.device_kind, p.metric, p.value, p.is_consumption) for p in points],
+    )
+    return series
+
+
+async def daily_energy(
+    conn: Connection, *, site_id: int, start: dt.datetime, end: dt.datetime, time_zone: str
+) -> EnergySeries:
+    """Return the site's energy per local day from start's day to the day before end's, from the rollups."""
+    points = await energy.daily_series(
+        conn, site_id=site_id, start=start.date(), end=end.date(), time_zone=time_zone
     )
     zone = zoneinfo.ZoneInfo(time_zone)
-    series = EnergySeries(width=width, start=start, slots=slots, time_zone=time_zone)
-    by_start: dict[dt.datetime, EnergyBucket] = {}
-    for row in rows:
-        role = ROLES.get((row["device_kind"], row["metric"]))
-        if role is None:
-            continue
-        moment = row["bucket"].astimezone(zone)
-        bucket = by_start.setdefault(moment, EnergyBucket(start=moment))
-        kwh = max(0.0, float(row["consumption"]))  # a replaced meter restarts at zero
-        setattr(bucket, f"{role}_kwh", getattr(bucket, f"{role}_kwh") + kwh)
-        series.has_solar = series.has_solar or role == "solar"
-    series.buckets = [by_start[moment] for moment in sorted(by_start)]
+    slots = (end.date() - start.date()).days
+    series = EnergySeries(width="day", start=start, slots=slots, time_zone=time_zone)
+    _fold(
+        series,
+        [
+            (
+                dt.datetime.combine(p.day, dt.time(), tzinfo=zone),
+                p.device_kind,
+                p.metric,
+                p.value,
+                p.is_consumption,
+            )
+            for p in points
+        ],
+    )
     return series
+
+
+def _fold(series: EnergySeries, points: list[tuple[dt.datetime, str, str, float, bool]]) -> None:
+    """Add the meters' consumption per bucket to the series: grid import and export, solar production."""
+    kinds = {kind for _, kind, _, _, _ in points}
+    grid_kind = next((kind for kind in energy.GRID_KINDS if kind in kinds), None)
+    by_start: dict[dt.datetime, EnergyBucket] = {}
+    for moment, kind, metric, value, is_consumption in points:
+        if not is_consumption:
+            continue
+        if kind == grid_kind and metric in GRID_METRICS:
+            role = GRID_METRICS[metric]
+        elif (kind, metric) == SOLAR:
+            role = "solar"
+            series.has_solar = True
+        else:
+            continue
+        bucket = by_start.setdefault(moment, EnergyBucket(start=moment))
+        kwh = max(0.0, value)  # a replaced meter restarts at zero
+        setattr(bucket, f"{role}_kwh", getattr(bucket, f"{role}_kwh") + kwh)
+    series.buckets = [by_start[moment] for moment in sorted(by_start)]

@@ -16,7 +16,7 @@ from api.security import Principal, optional_principal, pool_of
 from api.web import queries as web_queries
 from api.web.charts import energy_chart
 from api.web.render import PageRoute, error_page, page, redirect
-from api.web.series import daily_window, energy_series, hourly_window
+from api.web.series import daily_energy, daily_window, hourly_energy, hourly_window
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -68,19 +68,9 @@ async def site_dashboard(
         access = await site_access(conn, principal=principal, site_id=site_id)
         zone = access.time_zone
         hour_start, hour_end = hourly_window(now, hours=CHART_HOURS, time_zone=zone)
-        hourly = await energy_series(
-            conn,
-            site_id=site_id,
-            width="hour",
-            start=hour_start,
-            end=hour_end,
-            slots=CHART_HOURS,
-            time_zone=zone,
-        )
+        hourly = await hourly_energy(conn, site_id=site_id, start=hour_start, end=hour_end, time_zone=zone)
         day_start, day_end = daily_window(now, days=days, time_zone=zone)
-        daily = await energy_series(
-            conn, site_id=site_id, width="day", start=day_start, end=day_end, slots=days, time_zone=zone
-        )
+        daily = await daily_energy(conn, site_id=site_id, start=day_start, end=day_end, time_zone=zone)
         devices = await conn.fetch(web_queries.SELECT_DEVICES_WITH_VENDOR, site_id, MAX_DEVICES_SHOWN)
         for resource in ("site", "readings", "devices"):
             await record_read(conn, principal=principal, access=access, resource=resource)

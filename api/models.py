@@ -6,7 +6,7 @@ import datetime as dt
 import zoneinfo
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Role = Literal["owner", "resident", "installer", "researcher", "privacy_officer"]
 
@@ -23,6 +23,24 @@ class Strict(BaseModel):
     """A request body: unknown fields are refused, so a typo is never silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        # PostgreSQL text cannot hold U+0000; refuse it here, where the message can name the field.
+        if _holds_nul(data):
+            raise ValueError("text must not contain the NUL character (U+0000)")
+        return data
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 class SignInRequest(Strict):

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -130,6 +131,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         elif exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
         return problem_response(request, exc.status_code, detail, headers=exc.headers)
+
+    @app.exception_handler(asyncpg.DataError)
+    async def _unstorable(request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # A value the request carried that PostgreSQL cannot take (a NUL in a query parameter, say).
+        log.info("refused a value on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(request, 422, f"a value of the request cannot be stored or compared: {exc}")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -272,6 +272,7 @@ BAD_ASSIGNMENTS = [
     ),
     ({"installer_username": "installer-a", "expires_at": "2030-01-01T00:00:00"}, "body field expires_at"),
     ({"installer": "installer-a"}, "body field installer: Extra inputs are not permitted"),
+    ({"installer_username": "a\x00b", "expires_at": in_days(1)}, "must not contain the NUL character"),
 ]
 
 

@@ -249,7 +249,8 @@ def test_an_owner_assigns_an_installer_who_sees_the_site_only_while_assigned(
     page.get_by_label("Installer's username").fill("ilse")
     page.get_by_label("Until (inclusive)").fill(until)
     page.get_by_role("button", name="Assign").click()
-    expect(page.get_by_role("status")).to_have_text(f"Assigned ilse through {until}.")
+    until_text = dt.date.fromisoformat(until).strftime("%d %b %Y")
+    expect(page.get_by_role("status")).to_have_text(f"Assigned ilse until {until_text}, end of day.")
     rows = page.locator("#assignments tbody tr")
     expect(rows).to_have_count(1)
     expect(rows.first.locator(".state")).to_have_text("running")
@@ -276,6 +277,7 @@ def test_an_owner_assigns_an_installer_who_sees_the_site_only_while_assigned(
 
         page.get_by_role("link", name="Installers").click()
         page.get_by_role("button", name="Revoke").click()
+        expect(page.get_by_role("status")).to_contain_text("Revoked the assignment of ilse")
         expect(page.locator("#assignments tbody tr .state")).to_contain_text("revoked")
         expect(page.get_by_role("button", name="Revoke")).to_have_count(0)
         revoked = web.sql("SELECT revoked_at IS NOT NULL, ended_at <= now() FROM installer_assignments")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
 
@@ -15,7 +14,7 @@ from api.problems import Problem
 from api.security import Principal, optional_principal, pool_of
 from api.web import queries as web_queries
 from api.web.charts import energy_chart
-from api.web.render import PageRoute, error_page, page, redirect
+from api.web.render import PageRoute, error_page, local_end, page, redirect
 from api.web.series import daily_energy, daily_window, hourly_energy, hourly_window
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -93,10 +92,18 @@ async def site_dashboard(
 
 @router.get("/sites/{site_id}/installers")
 async def installers(
-    request: Request, principal: SignedIn, site_id: SiteId, done: Annotated[str, Query(max_length=200)] = ""
+    request: Request,
+    principal: SignedIn,
+    site_id: SiteId,
+    assigned: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    revoked: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> Response:
-    """Show the site's installer assignments, running and past, with the forms to assign and revoke."""
-    return await _installers_page(request, principal, site_id, notice=done)
+    """Show the site's installer assignments, running and past, with the forms to assign and revoke.
+
+    After a form, `assigned` or `revoked` names the assignment it changed; the notice is written from the
+    database row, so a link cannot put words of its own on the owner's page.
+    """
+    return await _installers_page(request, principal, site_id, assigned=assigned, revoked=revoked)
 
 
 async def _installers_page(
@@ -104,7 +111,8 @@ async def _installers_page(
     principal: Principal,
     site_id: int,
     *,
-    notice: str = "",
+    assigned: int | None = None,
+    revoked: int | None = None,
     error: str = "",
     status_code: int = 200,
     form: dict[str, str] | None = None,
@@ -113,6 +121,14 @@ async def _installers_page(
         access = await owned_site(conn, principal=principal, site_id=site_id)
         assignments = await conn.fetch(queries.SELECT_ASSIGNMENTS_OF_SITE, site_id, True)
     today = dt.datetime.now(zoneinfo.ZoneInfo(access.time_zone)).date()
+    notice = ""
+    for row in assignments:
+        if row["assignment_id"] == assigned:
+            notice = f"Assigned {row['username']} until {local_end(row['expires_at'], access.time_zone)}."
+        elif row["assignment_id"] == revoked and row["revoked_at"] is not None:
+            notice = (
+                f"Revoked the assignment of {row['username']}: from now on they see nothing of this home."
+            )
     return page(
         request,
         "installers.html",
@@ -142,7 +158,7 @@ async def assign_installer(
     try:
         async with pool_of(request).acquire() as conn, conn.transaction():
             access = await owned_site(conn, principal=principal, site_id=site_id)
-            await sharing_rules.assign_installer(
+            assignment_id = await sharing_rules.assign_installer(
                 conn,
                 site_id=site_id,
                 owner_user_id=principal.user_id,
@@ -157,8 +173,7 @@ async def assign_installer(
         return await _installers_page(
             request, principal, site_id, error=problem.detail, status_code=422, form=form
         )
-    notice = f"Assigned {installer_username.strip().lower()} through {expires_on}."
-    return redirect(f"/sites/{site_id}/installers?done={_query(notice)}")
+    return redirect(f"/sites/{site_id}/installers?assigned={assignment_id}")
 
 
 @router.post("/sites/{site_id}/installers/{assignment_id}/revoke")
@@ -172,7 +187,7 @@ async def revoke_installer(
     async with pool_of(request).acquire() as conn:
         await owned_site(conn, principal=principal, site_id=site_id)
         await sharing_rules.revoke_assignment(conn, site_id=site_id, assignment_id=assignment_id)
-    return redirect(f"/sites/{site_id}/installers?done={_query(f'Revoked assignment {assignment_id}.')}")
+    return redirect(f"/sites/{site_id}/installers?revoked={assignment_id}")
 
 
 def _end_of_day(day: str, time_zone: str) -> dt.datetime:
@@ -182,10 +197,6 @@ def _end_of_day(day: str, time_zone: str) -> dt.datetime:
     except ValueError:
         raise Problem(422, "until: give a date as YYYY-MM-DD") from None
     return dt.datetime.combine(date + dt.timedelta(days=1), dt.time(), tzinfo=zoneinfo.ZoneInfo(time_zone))
-
-
-def _query(text: str) -> str:
-    return quote(text, safe="")
 
 
 @router.get("/sites/{site_id}/access-log")

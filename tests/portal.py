@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
 import psycopg
+from fastapi import FastAPI
 
 from api.app import create_app
 from api.settings import ApiSettings

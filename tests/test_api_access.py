@@ -37,6 +37,9 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/sites/{site_id}/devices"): READERS_OF_A,
     ("GET", "/api/v1/sites/{site_id}/devices/{device_id}/readings"): READERS_OF_A,
     ("GET", "/api/v1/sites/{site_id}/settings"): READERS_OF_A,
+    ("GET", "/api/v1/sites/{site_id}/energy/hourly"): READERS_OF_A,
+    ("GET", "/api/v1/sites/{site_id}/energy/daily"): READERS_OF_A,
+    ("GET", "/api/v1/sites/{site_id}/energy/summary"): READERS_OF_A,
     ("PUT", "/api/v1/sites/{site_id}/settings"): {"owner-a"},
     ("GET", "/api/v1/sites/{site_id}/residents"): {"owner-a"},
     ("POST", "/api/v1/sites/{site_id}/residents"): {"owner-a"},
@@ -153,7 +156,14 @@ def request_for(world: World, method: str, path: str) -> tuple[str, dict[str, ob
             "expires_at": in_days(5),
         },
     }
-    return url, bodies.get((method, path))
+    today = dt.datetime.now(dt.UTC).date()
+    yesterday = today - dt.timedelta(days=1)
+    queries = {
+        "/api/v1/sites/{site_id}/energy/hourly": f"?start={yesterday}T00:00:00Z&end={today}T00:00:00Z",
+        "/api/v1/sites/{site_id}/energy/daily": f"?start={today - dt.timedelta(days=7)}&end={today}",
+        "/api/v1/sites/{site_id}/energy/summary": f"?start={today - dt.timedelta(days=7)}&end={today}",
+    }
+    return url + queries.get(path, ""), bodies.get((method, path))
 
 
 def test_the_matrix_names_every_endpoint_of_the_api():

@@ -1,0 +1,128 @@
+"""A site's energy: hourly and daily series and the day or month summary, read from the rollups."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Request
+from pydantic import BaseModel
+
+from api import energy, queries
+from api.access import record_read, site_access
+from api.problems import PROBLEM_RESPONSES, Problem
+from api.security import SignedIn, pool_of
+from thuis.db import Connection
+
+router = APIRouter(prefix="/api/v1/sites/{site_id}/energy", responses=PROBLEM_RESPONSES, tags=["energy"])
+
+SiteId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+MAX_HOURLY = dt.timedelta(days=31)
+MAX_DAYS = 3 * 366
+
+
+class EnergyPoint(BaseModel):
+    """One bucket of one device kind's metric: consumption (kWh, m³) for meter readings, else the mean."""
+
+    time: dt.datetime | dt.date
+    device_kind: str
+    metric: str
+    value: float
+    is_consumption: bool
+
+
+class EnergyPeriod(BaseModel):
+    """Energy of one day or month (kWh)."""
+
+    period: dt.date
+    import_kwh: float
+    export_kwh: float
+    solar_kwh: float
+    self_consumption_kwh: float
+    consumption_kwh: float
+    ev_kwh: float
+    heat_pump_kwh: float
+
+
+async def _zone(conn: Connection, user_id: int, site_zone: str) -> str:
+    zone: str | None = await conn.fetchval(queries.SELECT_TIME_ZONE_OF_USER, user_id)
+    return zone or site_zone
+
+
+def _days(start: dt.date, end: dt.date) -> None:
+    if start >= end:
+        raise Problem(422, "query parameter start: must be before end")
+    if (end - start).days > MAX_DAYS:
+        raise Problem(422, f"query parameter start: at most {MAX_DAYS} days at a time")
+
+
+@router.get("/hourly", summary="Energy per hour")
+async def hourly(
+    request: Request, principal: SignedIn, site_id: SiteId, start: dt.datetime, end: dt.datetime
+) -> list[EnergyPoint]:
+    """Return per hour in [start, end) (at most 31 days) and per device kind and metric the energy."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise Problem(422, "query parameters start and end: give times with an offset")
+    if start >= end:
+        raise Problem(422, "query parameter start: must be before end")
+    if end - start > MAX_HOURLY:
+        raise Problem(422, "query parameter start: at most 31 days of hours at a time")
+    async with pool_of(request).acquire() as conn:
+        access = await site_access(conn, principal=principal, site_id=site_id)
+        points = await energy.hourly_series(conn, site_id=site_id, start=start, end=end)
+        await record_read(conn, principal=principal, access=access, resource="energy")
+    return [
+        EnergyPoint(
+            time=p.hour,
+            device_kind=p.device_kind,
+            metric=p.metric,
+            value=p.value,
+            is_consumption=p.is_consumption,
+        )
+        for p in points
+    ]
+
+
+@router.get("/daily", summary="Energy per day")
+async def daily(
+    request: Request, principal: SignedIn, site_id: SiteId, start: dt.date, end: dt.date
+) -> list[EnergyPoint]:
+    """Return per day in [start, end) of the user's time zone and per device kind and metric the energy."""
+    _days(start, end)
+    async with pool_of(request).acquire() as conn:
+        access = await site_access(conn, principal=principal, site_id=site_id)
+        zone = await _zone(conn, principal.user_id, access.time_zone)
+        points = await energy.daily_series(conn, site_id=site_id, start=start, end=end, time_zone=zone)
+        await record_read(conn, principal=principal, access=access, resource="energy")
+    return [
+        EnergyPoint(
+            time=p.day,
+            device_kind=p.device_kind,
+            metric=p.metric,
+            value=p.value,
+            is_consumption=p.is_consumption,
+        )
+        for p in points
+    ]
+
+
+@router.get("/summary", summary="Import, export, solar, self-consumption, EV and heat pump per day or month")
+async def summary(
+    request: Request,
+    principal: SignedIn,
+    site_id: SiteId,
+    *,
+    start: dt.date,
+    end: dt.date,
+    resolution: Literal["day", "month"] = "day",
+) -> list[EnergyPeriod]:
+    """Return the energy summary of each day or month in [start, end) of the user's time zone."""
+    _days(start, end)
+    async with pool_of(request).acquire() as conn:
+        access = await site_access(conn, principal=principal, site_id=site_id)
+        zone = await _zone(conn, principal.user_id, access.time_zone)
+        periods = await energy.energy_summary(
+            conn, site_id=site_id, start=start, end=end, time_zone=zone, resolution=resolution
+        )
+        await record_read(conn, principal=principal, access=access, resource="energy")
+    return [EnergyPeriod.model_validate(period, from_attributes=True) for period in periods]

@@ -18,8 +18,9 @@ import psycopg
 from psycopg import sql
 
 from gateway_sim.provision import provision
+from thuis.accounts import create_account, set_site_owner
 from thuis.certs import INGEST_IDENTITY, client_paths, init_certificates
-from thuis.commands.db import set_role_password
+from thuis.commands.db import SERVICE_ROLES, set_role_password
 from thuis.localstack import LocalStackError, MosquittoBroker, PostgresCluster
 from thuis.migrate import migrate
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 DATABASE = "thuis"
+DEMO_OWNER = "demo-owner"
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     up.add_argument("--pg-port", type=int, default=54329)
     up.add_argument("--mqtt-port", type=int, default=8883)
+    up.add_argument("--api-port", type=int, default=8000, help="the portal's port (default: %(default)s)")
     up.add_argument("--benext", type=int, default=3, help="simulated BeNext gateways (default: %(default)s)")
     up.add_argument("--maxem", type=int, default=3, help="simulated Maxem meters (default: %(default)s)")
     up.add_argument("--rate", type=float, default=6.0, help="simulated messages per second in all")
@@ -100,22 +103,23 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
         signal.signal(sig, lambda *_: stop.set())
     cluster.start()
     try:
-        ingest_password = _secret(paths, "thuis-ingest")
-        retention_password = _secret(paths, "thuis-retention")
-        _prepare_database(cluster, ingest_password, retention_password)
+        passwords = {role: _secret(paths, role.replace("_", "-")) for role in SERVICE_ROLES}
+        _prepare_database(cluster, passwords)
+        ingest_password = passwords["thuis_ingest"]
         broker.log_file = paths.logs / "mosquitto.log"
         broker.start()
         environment = _environment(paths, cluster, broker, ingest_password)
         children.append(_spawn(["ingest"], environment, paths.logs / "ingest.log"))
-        retention_url = cluster.dsn(DATABASE, user="thuis_retention", password=retention_password)
-        retention = ["retention", "serve", "--interval-s", "3600"]
-        children.append(
-            _spawn(
-                retention, environment | {"THUIS_DATABASE_URL": retention_url}, paths.logs / "retention.log"
-            )
-        )
+        for command, role, log_name in (
+            (["retention", "serve", "--interval-s", "3600"], "thuis_retention", "retention.log"),
+            (["rollup", "serve"], "thuis_rollup", "rollup.log"),
+            (["api", "--port", str(args.api_port)], "thuis_api", "api.log"),
+        ):
+            url = cluster.dsn(DATABASE, user=role, password=passwords[role])
+            extra = {"THUIS_DATABASE_URL": url, "THUIS_API_SECRET_KEY": _secret(paths, "api-secret-key", 32)}
+            children.append(_spawn(command, environment | extra, paths.logs / log_name))
         with psycopg.connect(cluster.dsn(DATABASE)) as conn:
-            provision(
+            gateways = provision(
                 conn,
                 certs_dir=paths.certs,
                 benext=args.benext,
@@ -123,10 +127,11 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
                 prefix="sim",
                 registered_at=None,
             )
+            _demo_owner(conn, paths, site_ids={gateway.site_id for gateway in gateways})
         fleet = ["--benext", str(args.benext), "--maxem", str(args.maxem)]
         sim = ["sim", *fleet, "--rate", str(args.rate), "--certs", str(paths.certs)]
         children.append(_spawn(sim, environment, paths.logs / "sim.log"))
-        _say_where_to_look(paths, cluster, broker)
+        _say_where_to_look(paths, cluster, broker, args.api_port)
         while not stop.wait(1.0):
             for child in children:
                 if child.poll() is not None:
@@ -140,7 +145,7 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
     return 0
 
 
-def _prepare_database(cluster: PostgresCluster, ingest_password: str, retention_password: str) -> None:
+def _prepare_database(cluster: PostgresCluster, passwords: dict[str, str]) -> None:
     with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
         if exists is None:
@@ -149,8 +154,17 @@ def _prepare_database(cluster: PostgresCluster, ingest_password: str, retention_
     if applied:
         log.info("applied migrations %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
     with psycopg.connect(cluster.dsn(DATABASE), autocommit=True) as conn:
-        set_role_password(conn, role="thuis_ingest", password=ingest_password)
-        set_role_password(conn, role="thuis_retention", password=retention_password)
+        for role, password in passwords.items():
+            set_role_password(conn, role=role, password=password)
+
+
+def _demo_owner(conn: psycopg.Connection, paths: StackPaths, *, site_ids: set[int]) -> None:
+    """Let a demo owner sign in to the portal and see the simulated homes."""
+    exists = conn.execute("SELECT 1 FROM users WHERE username = %s", (DEMO_OWNER,)).fetchone()
+    if exists is None:
+        create_account(conn, username=DEMO_OWNER, password=_secret(paths, "portal-demo-owner"), role="owner")
+    for site_id in sorted(site_ids):
+        set_site_owner(conn, site_id=site_id, owner=DEMO_OWNER)
 
 
 def _environment(
@@ -170,13 +184,13 @@ def _environment(
     }
 
 
-def _secret(paths: StackPaths, name: str) -> str:
+def _secret(paths: StackPaths, name: str, size: int = 24) -> str:
     """Return a generated password kept in the state folder, creating it on first use."""
     path = paths.secrets / name
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(24))
+            handle.write(secrets.token_urlsafe(size))
     return path.read_text().strip()
 
 
@@ -209,7 +223,9 @@ EXAMPLE_QUERIES = (
 )
 
 
-def _say_where_to_look(paths: StackPaths, cluster: PostgresCluster, broker: MosquittoBroker) -> None:
+def _say_where_to_look(
+    paths: StackPaths, cluster: PostgresCluster, broker: MosquittoBroker, api_port: int
+) -> None:
     password_file = paths.secrets / "postgres-superuser"
     database_url = cluster.dsn(DATABASE).replace(cluster.superuser_password, f"$(cat {password_file})")
     queries = "\n".join(f"            {query}" for query in EXAMPLE_QUERIES)
@@ -219,8 +235,11 @@ Thuis is running. Ctrl-C stops everything; the state stays in {paths.root}.
 
   database  psql "{database_url}"
 {queries}
+  portal    http://localhost:{api_port}/  (user {DEMO_OWNER}, password in {paths.secrets}/portal-demo-owner;
+            API documentation at /api/docs)
   broker    mqtts://localhost:{broker.port} (TLS; client certificates from {paths.certs})
-  logs      {paths.logs}/ingest.log, retention.log, sim.log, mosquitto.log, postgresql.log
+  logs      {paths.logs}/ingest.log, retention.log, rollup.log, api.log, sim.log, mosquitto.log,
+            postgresql.log
 """,
         flush=True,
     )

@@ -1,4 +1,4 @@
-# The Thuis services (ingest, simulator, command line) as one image; docker-compose.yml runs it.
+# The Thuis services (ingest, workers, portal, simulator, command line) as one image; docker-compose.yml runs it.
 FROM python:3.11-slim
 
 RUN useradd --system --uid 10001 --home-dir /app thuis
@@ -8,6 +8,7 @@ COPY thuis thuis
 COPY ingest ingest
 COPY api api
 COPY retention retention
+COPY rollup rollup
 COPY gateway_sim gateway_sim
 COPY migrations migrations
 COPY deploy deploy

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from api import queries
+from api import queries, sharing_rules
 from api.access import owned_site
 from api.models import AccessRecord, Assignment, AssignmentRequest, Page, ResidentGrant, ResidentGrantRequest
 from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
@@ -19,8 +19,6 @@ router = APIRouter(prefix="/api/v1/sites/{site_id}", responses=PROBLEM_RESPONSES
 MAX_ID = 2**63 - 1
 SiteId = Annotated[int, Path(ge=1, le=MAX_ID)]
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
-# An assignment runs for at most this long; the owner renews it if the work goes on.
-MAX_ASSIGNMENT = dt.timedelta(days=366)
 
 
 @router.get("/residents", summary="Residents who may read the site (owner)")
@@ -90,28 +88,15 @@ async def assign_installer(
     request: Request, principal: SignedIn, site_id: SiteId, body: AssignmentRequest
 ) -> Assignment:
     """Assign an installer until `expires_at` (at most a year ahead); they see the site until then."""
-    now = dt.datetime.now(dt.UTC)
-    if body.expires_at <= now:
-        raise Problem(422, "body field expires_at: must be in the future")
-    if body.expires_at > now + MAX_ASSIGNMENT:
-        raise Problem(422, "body field expires_at: an assignment runs for at most a year; renew it after")
+    sharing_rules.check_assignment_end(body.expires_at)
     async with pool_of(request).acquire() as conn, conn.transaction():
         await owned_site(conn, principal=principal, site_id=site_id)
-        installer = await conn.fetchrow(
-            queries.SELECT_USER_BY_USERNAME, body.installer_username.strip().lower()
-        )
-        if installer is None or installer["role"] != "installer":
-            raise Problem(
-                422,
-                f"body field installer_username: there is no installer account {body.installer_username!r}",
-            )
-        assignment_id = await conn.fetchval(
-            queries.INSERT_ASSIGNMENT,
-            site_id,
-            installer["user_id"],
-            installer["installer_company_id"],
-            principal.user_id,
-            body.expires_at,
+        assignment_id = await sharing_rules.assign_installer(
+            conn,
+            site_id=site_id,
+            owner_user_id=principal.user_id,
+            installer_username=body.installer_username,
+            expires_at=body.expires_at,
         )
         row = await conn.fetchrow(queries.SELECT_ASSIGNMENT, site_id, assignment_id)
     return _assignment(row)
@@ -124,8 +109,7 @@ async def revoke_assignment(
     """End an installer's assignment at once; from now on they see nothing of the site."""
     async with pool_of(request).acquire() as conn:
         await owned_site(conn, principal=principal, site_id=site_id)
-        if await conn.fetchval(queries.REVOKE_ASSIGNMENT, site_id, assignment_id) is None:
-            raise not_found(f"running assignment {assignment_id} of site {site_id}")
+        await sharing_rules.revoke_assignment(conn, site_id=site_id, assignment_id=assignment_id)
     return Response(status_code=204)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request, Response
@@ -75,7 +76,9 @@ async def sign_in_submit(  # noqa: PLR0917 - one parameter per form field
     response.set_cookie(
         cookie_name(settings),
         session.token,
-        expires=session.expires_at,
+        # The session's end moves forward with use, up to its absolute limit; the cookie lasts that long
+        # and the server decides whether the session still holds.
+        expires=dt.datetime.now(dt.UTC) + settings.session_limits("browser")[1],
         path="/",
         secure=settings.api_cookie_secure,
         httponly=True,

@@ -132,6 +132,17 @@ class Site(BaseModel):
     assignment_id: int | None = None
 
 
+class OwnerContact(BaseModel):
+    """Who owns a site and where it is: for the owner and the installers assigned to it."""
+
+    holder_name: str
+    initials: str | None
+    street_address: str | None
+    postcode: str | None
+    city: str | None
+    email: str | None
+
+
 class Gateway(BaseModel):
     """A gateway of a site."""
 

@@ -120,6 +120,12 @@ SELECT * FROM ("""
 """
 )
 SELECT_TIME_ZONE_OF_USER = "SELECT time_zone FROM display_preferences WHERE user_id = $1"
+# The owner's user data an assigned installer needs to reach the installation: the contract holder.
+SELECT_OWNER_CONTACT = """
+SELECT c.holder_name, c.initials, c.street_address, c.postcode, c.city, coalesce(u.email, c.email) AS email
+FROM users u JOIN contracts c USING (contract_id)
+WHERE u.user_id = $1
+"""
 SELECT_GATEWAYS_OF_SITE = """
 SELECT gateway_serial, vendor, registered_at, firmware_version, last_seen_at, last_seen_ip
 FROM gateways WHERE site_id = $1 ORDER BY gateway_serial

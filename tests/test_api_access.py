@@ -33,6 +33,7 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/v1/account/recovery-codes"): "anyone",
     ("GET", "/api/v1/sites"): "anyone",
     ("GET", "/api/v1/sites/{site_id}"): READERS_OF_A,
+    ("GET", "/api/v1/sites/{site_id}/owner"): {"owner-a", "installer-a"},
     ("GET", "/api/v1/sites/{site_id}/gateways"): READERS_OF_A,
     ("GET", "/api/v1/sites/{site_id}/devices"): READERS_OF_A,
     ("GET", "/api/v1/sites/{site_id}/devices/{device_id}/readings"): READERS_OF_A,
@@ -58,7 +59,7 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/audit"): {"officer"},
 }
 PEOPLE = {
-    "owner-a": ("owner", {}),
+    "owner-a": ("owner", {"holder_name": "A. de Vries"}),
     "owner-b": ("owner", {}),
     "resident-a": ("resident", {"resident_of": "owner-a"}),
     "resident-b": ("resident", {"resident_of": "owner-b"}),
@@ -186,6 +187,7 @@ async def test_every_request_for_someone_elses_site_is_refused_and_reveals_nothi
             assert set(response.json()) <= {"type", "title", "status", "detail", "instance"}
             assert SITE_A_LABEL not in response.text
             assert SERIAL_A not in response.text
+            assert "A. de Vries" not in response.text
             refused += 1
     assert refused > 100
     # Nothing was changed by any of them.
@@ -313,15 +315,27 @@ async def test_every_read_by_someone_else_is_recorded_and_the_owner_sees_it(worl
         ("resident-a", "resident", "readings", None, "owner-a"),
         ("installer-a", "installer", "readings", world.assignment_a, "owner-a"),
     ]
+    # The installer is given the owner's user data to reach the installation; that read is recorded too.
+    contact = await portal.client.get(
+        f"/api/v1/sites/{world.site_a}/owner", headers=portal.people["installer-a"].headers
+    )
+    assert contact.json()["holder_name"] == "A. de Vries"
+    resident = await portal.client.get(
+        f"/api/v1/sites/{world.site_a}/owner", headers=portal.people["resident-a"].headers
+    )
+    assert resident.status_code == 403
+    assert "A. de Vries" not in resident.text
+    assert portal.sql("SELECT resource FROM audit_records ORDER BY occurred_at DESC LIMIT 1") == [("owner",)]
     log = await portal.client.get(
         f"/api/v1/sites/{world.site_a}/access-log", headers=portal.people["owner-a"].headers
     )
     assert [(r["actor"], r["resource"], r["assignment_id"]) for r in log.json()["items"]] == [
+        ("installer-a", "owner", world.assignment_a),
         ("installer-a", "readings", world.assignment_a),
         ("resident-a", "readings", None),
     ]
     trail = await portal.client.get("/api/v1/audit", headers=portal.people["officer"].headers)
-    assert len(trail.json()["items"]) == 2
+    assert len(trail.json()["items"]) == 3
 
 
 async def test_readings_page_with_a_cursor_and_bucket_by_the_hour(world: World):

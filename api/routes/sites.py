@@ -11,7 +11,16 @@ from fastapi import APIRouter, Path, Query, Request
 
 from api import queries
 from api.access import SiteAccess, owned_site, record_read, site_access, visible_sites
-from api.models import Device, Gateway, Page, Reading, Site, SystemSetting, SystemSettingChange
+from api.models import (
+    Device,
+    Gateway,
+    OwnerContact,
+    Page,
+    Reading,
+    Site,
+    SystemSetting,
+    SystemSettingChange,
+)
 from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
 from api.problems import PROBLEM_RESPONSES, Problem, not_found
 from api.security import SignedIn, pool_of
@@ -59,6 +68,24 @@ async def get_site(request: Request, principal: SignedIn, site_id: SiteId) -> Si
         access = await site_access(conn, principal=principal, site_id=site_id)
         await record_read(conn, principal=principal, access=access, resource="site")
     return _site(access)
+
+
+@router.get("/sites/{site_id}/owner", summary="The owner's contact details (owner, assigned installer)")
+async def owner_contact(request: Request, principal: SignedIn, site_id: SiteId) -> OwnerContact:
+    """Return the owner's name, address and email: user data an assigned installer needs, and is given."""
+    async with pool_of(request).acquire() as conn:
+        access = await site_access(conn, principal=principal, site_id=site_id)
+        if access.via == "resident":
+            raise Problem(403, "a resident does not see the owner's user data")
+        row = (
+            await conn.fetchrow(queries.SELECT_OWNER_CONTACT, access.owner_user_id)
+            if access.owner_user_id is not None
+            else None
+        )
+        if row is None:
+            raise not_found(f"the owner of site {site_id}")
+        await record_read(conn, principal=principal, access=access, resource="owner")
+    return OwnerContact(**dict(row))
 
 
 @router.get("/sites/{site_id}/gateways", summary="The gateways of a site")

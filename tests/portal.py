@@ -7,7 +7,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, LiteralString, cast
 
 import httpx
 import psycopg
@@ -79,7 +79,7 @@ class Portal:
 
     def sql(self, query: str, *params: object) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.database.owner_url, autocommit=True) as conn:
-            cursor = conn.execute(query, params)  # type: ignore[arg-type]
+            cursor = conn.execute(cast("LiteralString", query), params)
             return cursor.fetchall() if cursor.description else []
 
 

@@ -49,6 +49,16 @@ async def _zone(conn: Connection, user_id: int, site_zone: str) -> str:
     return zone or site_zone
 
 
+def _point(time: dt.datetime | dt.date, point: energy.HourlyPoint | energy.DailyPoint) -> EnergyPoint:
+    return EnergyPoint(
+        time=time,
+        device_kind=point.device_kind,
+        metric=point.metric,
+        value=point.value,
+        is_consumption=point.is_consumption,
+    )
+
+
 def _days(start: dt.date, end: dt.date) -> None:
     if start >= end:
         raise Problem(422, "query parameter start: must be before end")
@@ -71,16 +81,7 @@ async def hourly(
         access = await site_access(conn, principal=principal, site_id=site_id)
         points = await energy.hourly_series(conn, site_id=site_id, start=start, end=end)
         await record_read(conn, principal=principal, access=access, resource="energy")
-    return [
-        EnergyPoint(
-            time=p.hour,
-            device_kind=p.device_kind,
-            metric=p.metric,
-            value=p.value,
-            is_consumption=p.is_consumption,
-        )
-        for p in points
-    ]
+    return [_point(p.hour, p) for p in points]
 
 
 @router.get("/daily", summary="Energy per day")
@@ -94,16 +95,7 @@ async def daily(
         zone = await _zone(conn, principal.user_id, access.time_zone)
         points = await energy.daily_series(conn, site_id=site_id, start=start, end=end, time_zone=zone)
         await record_read(conn, principal=principal, access=access, resource="energy")
-    return [
-        EnergyPoint(
-            time=p.day,
-            device_kind=p.device_kind,
-            metric=p.metric,
-            value=p.value,
-            is_consumption=p.is_consumption,
-        )
-        for p in points
-    ]
+    return [_point(p.day, p) for p in points]
 
 
 @router.get("/summary", summary="Import, export, solar, self-consumption, EV and heat pump per day or month")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
+import asyncpg
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from api import queries, sharing_rules
@@ -75,8 +76,10 @@ async def list_assignments(
     return [_assignment(row) for row in rows]
 
 
-def _assignment(row: object) -> Assignment:
-    values = dict(row)  # type: ignore[call-overload]
+def _assignment(row: asyncpg.Record | None) -> Assignment:
+    if row is None:
+        raise RuntimeError("the assignment just made was not found")
+    values = dict(row)
     values["installer_username"] = values.pop("username")
     values.pop("installer_user_id")
     values.pop("ended_at")

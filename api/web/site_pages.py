@@ -65,7 +65,8 @@ async def site_dashboard(
     now = dt.datetime.now(dt.UTC)
     async with pool_of(request).acquire() as conn:
         access = await site_access(conn, principal=principal, site_id=site_id)
-        zone = access.time_zone
+        # Days and hours as the person reading them lives them: their display preference, else the site's.
+        zone = await conn.fetchval(queries.SELECT_TIME_ZONE_OF_USER, principal.user_id) or access.time_zone
         hour_start, hour_end = hourly_window(now, hours=CHART_HOURS, time_zone=zone)
         hourly = await hourly_energy(conn, site_id=site_id, start=hour_start, end=hour_end, time_zone=zone)
         day_start, day_end = daily_window(now, days=days, time_zone=zone)

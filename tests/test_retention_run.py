@@ -257,36 +257,35 @@ def test_a_run_removes_exactly_what_expired_and_records_it(database: Database):
     assert snapshot(database) | {"runs": None} == after | {"runs": None}
 
 
-@pytest.mark.parametrize(
-    ("table", "column", "cutoff", "kept"),
-    [
-        # hourly on the half hour: the first kept is 00:30 of the first kept day
-        ("login_events", "occurred_at", LOGIN_CUTOFF, (LOGIN_CUTOFF + dt.timedelta(minutes=30), 131)),
-        ("webshop_orders", "ordered_at", ORDERS_CUTOFF, (ORDERS_CUTOFF, 7 * 12 + 1)),  # monthly
-        ("marketing_contacts", "last_activity_at", MARKETING_CUTOFF, (MARKETING_CUTOFF, 36 + 1)),  # monthly
-        # every 6 hours (at 04:30, 10:30, ...) up to 20 days after the cutoff, then daily over the last month
-        ("audit_records", "occurred_at", AUDIT_CUTOFF, (AUDIT_CUTOFF + dt.timedelta(hours=4.5), 82 + 31)),
-        ("consent_records", "recorded_at", CONSENT_CUTOFF, (CONSENT_CUTOFF, 24 + 1)),  # monthly
-        # ended monthly, and the running ones (ended_at NULL)
-        ("contracts", "ended_at", CONTRACTS_CUTOFF, (CONTRACTS_CUTOFF, 7 * 12 + 1 + RUNNING_CONTRACTS)),
-        # the one whose contract ended at this very moment, those running, and the privacy officer's
-        ("users", "closed_at", ACCOUNTS_CUTOFF, (ACCOUNTS_CUTOFF, 1 + RUNNING_CONTRACTS + 1)),
-        ("sessions", "expires_at", SESSIONS_CUTOFF, (SESSIONS_CUTOFF, 10 * 24 + 1)),  # hourly
-        ("resident_grants", "ended_at", GRANTS_CUTOFF, (GRANTS_CUTOFF, 24 + 1 + 1)),  # monthly, and one held
-        # monthly, and the one running until next month
-        ("installer_assignments", "ended_at", GRANTS_CUTOFF, (GRANTS_CUTOFF, 24 + 1 + 1)),
-    ],
-)
-def test_each_category_keeps_exactly_its_period(
-    database: Database, table: str, column: str, cutoff: dt.datetime, kept: tuple[dt.datetime, int]
-):
+# Per table: the time column, the cutoff and (oldest kept, how many kept) after a run at NOW.
+PERIODS = [
+    # hourly on the half hour: the first kept is 00:30 of the first kept day
+    ("login_events", "occurred_at", LOGIN_CUTOFF, (LOGIN_CUTOFF + dt.timedelta(minutes=30), 131)),
+    ("webshop_orders", "ordered_at", ORDERS_CUTOFF, (ORDERS_CUTOFF, 7 * 12 + 1)),  # monthly
+    ("marketing_contacts", "last_activity_at", MARKETING_CUTOFF, (MARKETING_CUTOFF, 36 + 1)),  # monthly
+    # every 6 hours (at 04:30, 10:30, ...) up to 20 days after the cutoff, then daily over the last month
+    ("audit_records", "occurred_at", AUDIT_CUTOFF, (AUDIT_CUTOFF + dt.timedelta(hours=4.5), 82 + 31)),
+    ("consent_records", "recorded_at", CONSENT_CUTOFF, (CONSENT_CUTOFF, 24 + 1)),  # monthly
+    # ended monthly, and the running ones (ended_at NULL)
+    ("contracts", "ended_at", CONTRACTS_CUTOFF, (CONTRACTS_CUTOFF, 7 * 12 + 1 + RUNNING_CONTRACTS)),
+    # the one whose contract ended at this very moment, those running, and the privacy officer's
+    ("users", "closed_at", ACCOUNTS_CUTOFF, (ACCOUNTS_CUTOFF, 1 + RUNNING_CONTRACTS + 1)),
+    ("sessions", "expires_at", SESSIONS_CUTOFF, (SESSIONS_CUTOFF, 10 * 24 + 1)),  # hourly
+    ("resident_grants", "ended_at", GRANTS_CUTOFF, (GRANTS_CUTOFF, 24 + 1 + 1)),  # monthly, and one held
+    # monthly, and the one running until next month
+    ("installer_assignments", "ended_at", GRANTS_CUTOFF, (GRANTS_CUTOFF, 24 + 1 + 1)),
+]
+
+
+def test_each_category_keeps_exactly_its_period(database: Database):
     seed(database)
     with psycopg.connect(database.retention_url, autocommit=True) as conn:
         removals = {r.table: r for r in run_retention(conn, load_catalogue(), now=NOW)}
-    assert removals[table].cutoff == cutoff
     with psycopg.connect(database.owner_url) as conn:
-        oldest_and_count = conn.execute(f"SELECT min({column}), count(*) FROM {table}").fetchone()  # noqa: S608
-    assert oldest_and_count == kept
+        for table, column, cutoff, kept in PERIODS:
+            assert removals[table].cutoff == cutoff, table
+            oldest_and_count = conn.execute(f"SELECT min({column}), count(*) FROM {table}").fetchone()  # noqa: S608
+            assert oldest_and_count == kept, table
 
 
 def test_a_dry_run_changes_nothing_and_says_what_a_run_would_remove(database: Database):

@@ -20,6 +20,7 @@ import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from api.app import create_app
+from api.web.render import safe_next
 from tests.conftest import Database
 from tests.portal import PASSWORD, Person, Portal, portal_settings
 from thuis.localstack import free_port
@@ -329,3 +330,19 @@ def test_pages_refuse_people_who_may_not_see_them(web: WebPortal, page: Page, br
     )
     assert refused.status == 403
     assert web.sql("SELECT count(*) FROM installer_assignments") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    ("target", "goes_to"),
+    [
+        ("/sites/1?days=365", "/sites/1?days=365"),
+        ("https://evil.example/", "/"),
+        ("//evil.example/", "/"),
+        ("/\\evil.example/", "/"),
+        ("/\t/evil.example/", "/"),  # a browser drops the tab: //evil.example/
+        ("/\n/evil.example/", "/"),
+        ("", "/"),
+    ],
+)
+def test_after_signing_in_a_person_goes_only_to_a_page_of_the_portal(target: str, goes_to: str):
+    assert safe_next(target) == goes_to

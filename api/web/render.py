@@ -80,6 +80,10 @@ def safe_next(target: str | None) -> str:
     """Return a local path to go to after signing in; anything else (another site) becomes /."""
     if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
         return "/"
+    # Browsers drop tabs and newlines from addresses and read a backslash as a slash, so "/\t/x" would
+    # become "//x", another site.
+    if any(ord(char) < 0x20 or char in "\\\x7f" for char in target):
+        return "/"
     return target
 
 

@@ -207,26 +207,27 @@ def ingest_drain(
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+        # Done when the last reading is stored. Counting messages would stop early: the committed messages
+        # include the gateways' status messages and the broker's log lines, not only the backlog's.
         first_seen, first_count = 0.0, 0.0
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            committed = ingest.metric("thuis_ingest_messages_committed_total")
+            stored = ingest.metric("thuis_ingest_readings_stored_total")
             now = time.perf_counter()
-            if committed and not first_seen:
-                first_seen, first_count = now, committed
+            if stored and not first_seen:
+                first_seen, first_count = now, stored
                 cpu_at_first = ingest.cpu_seconds()
                 services.start()
-            if committed >= messages:
+            if stored >= readings:
                 break
             time.sleep(POLL_S)
         else:
-            raise RuntimeError("ingest did not drain the backlog in time")
+            raise RuntimeError(f"ingest stored {stored:.0f} of {readings} readings in time")
         cpu = ingest.cpu_seconds() - cpu_at_first
         others = services.used()
-        stored = ingest.metric("thuis_ingest_readings_stored_total")
         if stored != readings:
             raise RuntimeError(f"ingest stored {stored:.0f} readings, expected {readings}")
-        share = (messages - first_count) / messages
+        share = (readings - first_count) / readings
         drain = Drain(messages, readings, (now - first_seen) / share)
         seconds = now - first_seen
         print(
@@ -371,26 +372,6 @@ def soak(stack: BenchStack, fleet_args: dict[str, int], start: dt.datetime, seco
         )
 
 
-def purge_ingest_session(stack: BenchStack, log_path: Path, quiet_s: float = 3.0) -> float:
-    """Let the ingest take what an earlier phase left queued in its session; return how many it took.
-
-    On a busy machine the live phase can end with messages still queued for the ingest; left there, the
-    next drain would count them as its own and stop early.
-    """
-    ingest = IngestRun(stack, log_path)
-    try:
-        ingest.wait_subscribed()
-        committed, quiet_since = 0.0, time.monotonic()
-        while time.monotonic() - quiet_since < quiet_s:
-            time.sleep(POLL_S)
-            now = ingest.metric("thuis_ingest_messages_committed_total")
-            if now != committed:
-                committed, quiet_since = now, time.monotonic()
-        return committed
-    finally:
-        ingest.stop()
-
-
 def truncate_readings(stack: BenchStack) -> None:
     with psycopg.connect(stack.owner_url, autocommit=True) as conn:
         conn.execute("TRUNCATE energy_readings, smart_home_readings, gateway_connectivity_events, quarantine")
@@ -441,10 +422,6 @@ def one_run(
         f"Mosquitto {services.used()['broker'] / mqtt.seconds:.2f}",
         flush=True,
     )
-    left_over = purge_ingest_session(stack, stack.workdir / f"ingest-purge-{run}.log")
-    if left_over:
-        print(f"  (the ingest took {left_over:.0f} messages a previous phase left at the broker)")
-    truncate_readings(stack)
     fill_backlog(stack, messages, fleet_args)
     profile = profile_dir / f"ingest-{run}.txt" if profile_dir else None
     e2e, peak = ingest_drain(stack, len(messages), readings, stack.workdir / f"ingest-{run}.log", profile)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncpg
+
 from api import queries
 from api.problems import Problem, not_found
 from api.security import Principal
@@ -47,6 +49,22 @@ async def owned_site(conn: Connection, *, principal: Principal, site_id: int) ->
     if access.via != "owner":
         raise Problem(403, f"only the owner of site {site_id} may do this")
     return access
+
+
+async def installer_assignments(conn: Connection, *, principal: Principal) -> list[asyncpg.Record]:
+    """Return the installer's running assignments with their sites; reading the sites' names is recorded."""
+    rows = await conn.fetch(queries.SELECT_ASSIGNMENTS_OF_INSTALLER, principal.user_id)
+    for row in rows:
+        access = SiteAccess(
+            site_id=row["site_id"],
+            label=row["label"],
+            time_zone=row["time_zone"],
+            owner_user_id=row["owner_user_id"],
+            via="installer",
+            assignment_id=row["assignment_id"],
+        )
+        await record_read(conn, principal=principal, access=access, resource="site")
+    return list(rows)
 
 
 async def record_read(conn: Connection, *, principal: Principal, access: SiteAccess, resource: str) -> None:

@@ -191,7 +191,7 @@ SELECT_ASSIGNMENT = SELECT_ASSIGNMENTS_OF_SITE.replace(
     "WHERE a.site_id = $1 AND ($2 OR a.ended_at > now())", "WHERE a.site_id = $1 AND a.assignment_id = $2"
 )
 SELECT_ASSIGNMENTS_OF_INSTALLER = """
-SELECT a.assignment_id, a.site_id, s.label, a.assigned_at, a.expires_at
+SELECT a.assignment_id, a.site_id, s.label, a.assigned_at, a.expires_at, s.time_zone, s.owner_user_id
 FROM installer_assignments a JOIN sites s USING (site_id)
 WHERE a.installer_user_id = $1 AND a.ended_at > now()
 ORDER BY a.expires_at, a.assignment_id

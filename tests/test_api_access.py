@@ -234,6 +234,11 @@ async def test_an_installer_sees_a_site_only_while_assigned(world: World):
     ]
     mine = await portal.client.get("/api/v1/installer/assignments", headers=installer.headers)
     assert [a["site_id"] for a in mine.json()] == [world.site_a]
+    # Reading the home's name in the list is a read of the owner's data too, on the assignment.
+    assert portal.sql(
+        "SELECT count(*) FROM audit_records WHERE resource = 'site' AND assignment_id = %s",
+        world.assignment_a,
+    ) == [(2,)]
     # The assignment runs out: from that moment on, the installer sees nothing of the site.
     portal.sql(
         "UPDATE installer_assignments SET expires_at = now() WHERE assignment_id = %s", world.assignment_a

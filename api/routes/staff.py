@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from api import queries
+from api.access import installer_assignments
 from api.models import AuditRecord, CompanyAssignment, InstallerAssignment, Page
 from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
 from api.problems import PROBLEM_RESPONSES, Problem
@@ -23,8 +24,17 @@ PrivacyOfficer = Annotated[Principal, require_role("privacy_officer")]
 async def my_assignments(request: Request, principal: Installer) -> list[InstallerAssignment]:
     """Return the installer's running assignments, the soonest to end first."""
     async with pool_of(request).acquire() as conn:
-        rows = await conn.fetch(queries.SELECT_ASSIGNMENTS_OF_INSTALLER, principal.user_id)
-    return [InstallerAssignment(**{**dict(row), "site_label": row["label"]}) for row in rows]
+        rows = await installer_assignments(conn, principal=principal)
+    return [
+        InstallerAssignment(
+            assignment_id=row["assignment_id"],
+            site_id=row["site_id"],
+            site_label=row["label"],
+            assigned_at=row["assigned_at"],
+            expires_at=row["expires_at"],
+        )
+        for row in rows
+    ]
 
 
 @router.get("/installer/company/assignments", tags=["installer"], summary="My company's assignments (admin)")

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
 
 from api import queries, sharing_rules
-from api.access import owned_site, record_read, site_access, visible_sites
+from api.access import installer_assignments, owned_site, record_read, site_access, visible_sites
 from api.problems import Problem
 from api.security import Principal, optional_principal, pool_of
 from api.web import queries as web_queries
@@ -229,7 +229,7 @@ async def installer_sites(request: Request, principal: SignedIn) -> Response:
     if principal.role != "installer":
         return error_page(request, 403, "this page is for installers only", principal)
     async with pool_of(request).acquire() as conn:
-        assignments = await conn.fetch(queries.SELECT_ASSIGNMENTS_OF_INSTALLER, principal.user_id)
+        assignments = await installer_assignments(conn, principal=principal)
         zone = await conn.fetchval(queries.SELECT_TIME_ZONE_OF_USER, principal.user_id)
     return page(
         request,

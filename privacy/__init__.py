@@ -1,0 +1,1 @@
+"""Privacy by design: what may leave Thuis, and in what shape."""

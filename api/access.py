@@ -67,6 +67,12 @@ async def installer_assignments(conn: Connection, *, principal: Principal) -> li
     return list(rows)
 
 
+async def user_time_zone(conn: Connection, *, principal: Principal, access: SiteAccess) -> str:
+    """Return the time zone to show a site in: the person's display preference, else the site's own."""
+    zone: str | None = await conn.fetchval(queries.SELECT_TIME_ZONE_OF_USER, principal.user_id)
+    return zone or access.time_zone
+
+
 async def record_read(conn: Connection, *, principal: Principal, access: SiteAccess, resource: str) -> None:
     """Record a read of a site's personal data by anyone but its owner: who, what, when, on which ground."""
     if access.is_data_subject:

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Literal, TypeAlias
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from api import energy, queries
-from api.access import record_read, site_access
+from api import energy
+from api.access import record_read, site_access, user_time_zone
+from api.params import Id
 from api.problems import PROBLEM_RESPONSES, Problem
 from api.security import SignedIn, pool_of
-from thuis.db import Connection
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}/energy", responses=PROBLEM_RESPONSES, tags=["energy"])
 
-SiteId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+SiteId: TypeAlias = Id
 MAX_HOURLY = dt.timedelta(days=31)
 MAX_DAYS = 3 * 366
 
@@ -42,11 +42,6 @@ class EnergyPeriod(BaseModel):
     consumption_kwh: float
     ev_kwh: float
     heat_pump_kwh: float
-
-
-async def _zone(conn: Connection, user_id: int, site_zone: str) -> str:
-    zone: str | None = await conn.fetchval(queries.SELECT_TIME_ZONE_OF_USER, user_id)
-    return zone or site_zone
 
 
 def _point(time: dt.datetime | dt.date, point: energy.HourlyPoint | energy.DailyPoint) -> EnergyPoint:
@@ -92,7 +87,7 @@ async def daily(
     _days(start, end)
     async with pool_of(request).acquire() as conn:
         access = await site_access(conn, principal=principal, site_id=site_id)
-        zone = await _zone(conn, principal.user_id, access.time_zone)
+        zone = await user_time_zone(conn, principal=principal, access=access)
         points = await energy.daily_series(conn, site_id=site_id, start=start, end=end, time_zone=zone)
         await record_read(conn, principal=principal, access=access, resource="energy")
     return [_point(p.day, p) for p in points]
@@ -112,7 +107,7 @@ async def summary(
     _days(start, end)
     async with pool_of(request).acquire() as conn:
         access = await site_access(conn, principal=principal, site_id=site_id)
-        zone = await _zone(conn, principal.user_id, access.time_zone)
+        zone = await user_time_zone(conn, principal=principal, access=access)
         periods = await energy.energy_summary(
             conn, site_id=site_id, start=start, end=end, time_zone=zone, resolution=resolution
         )

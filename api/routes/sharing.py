@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 import asyncpg
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from api import queries, sharing_rules
 from api.access import owned_site
 from api.models import AccessRecord, Assignment, AssignmentRequest, Page, ResidentGrant, ResidentGrantRequest
 from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
+from api.params import Id
 from api.problems import PROBLEM_RESPONSES, Problem, not_found
 from api.security import SignedIn, pool_of
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}", responses=PROBLEM_RESPONSES, tags=["sharing"])
 
-MAX_ID = 2**63 - 1
-SiteId = Annotated[int, Path(ge=1, le=MAX_ID)]
-ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
+SiteId: TypeAlias = Id
+ItemId: TypeAlias = Id
 
 
 @router.get("/residents", summary="Residents who may read the site (owner)")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import zoneinfo
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeAlias
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 
 from api import queries
-from api.access import SiteAccess, owned_site, record_read, site_access, visible_sites
+from api.access import SiteAccess, owned_site, record_read, site_access, user_time_zone, visible_sites
 from api.models import (
     Device,
     Gateway,
@@ -22,15 +22,15 @@ from api.models import (
     SystemSettingChange,
 )
 from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
+from api.params import Id
 from api.problems import PROBLEM_RESPONSES, Problem, not_found
 from api.security import SignedIn, pool_of
 from thuis.db import Connection
 
 router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES, tags=["sites"])
 
-MAX_ID = 2**63 - 1
-SiteId = Annotated[int, Path(ge=1, le=MAX_ID)]
-DeviceId = Annotated[int, Path(ge=1, le=MAX_ID)]
+SiteId: TypeAlias = Id
+DeviceId: TypeAlias = Id
 # Devices whose readings are energy monitoring (kept at least 10 years); the others are smart home.
 ENERGY_DEVICE_KINDS = frozenset({"p1meter", "grid", "ev", "heat_pump", "solar"})
 BUCKETS = {"15min": "15 minutes", "hour": "1 hour", "day": "1 day", "month": "1 month"}
@@ -153,8 +153,7 @@ async def list_readings(
         if device is None:
             raise not_found(f"device {device_id} of site {site_id}")
         table = "energy_readings" if device["device_kind"] in ENERGY_DEVICE_KINDS else "smart_home_readings"
-        zone = time_zone or await conn.fetchval(queries.SELECT_TIME_ZONE_OF_USER, principal.user_id)
-        zone = _zone(zone or access.time_zone)
+        zone = _zone(time_zone or await user_time_zone(conn, principal=principal, access=access))
         if resolution == "raw":
             page = await _raw(
                 conn,

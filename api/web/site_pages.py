@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
 
 from api import queries, sharing_rules
-from api.access import installer_assignments, owned_site, record_read, site_access, visible_sites
+from api.access import (
+    installer_assignments,
+    owned_site,
+    record_read,
+    site_access,
+    user_time_zone,
+    visible_sites,
+)
+from api.params import MAX_ID, Id
 from api.problems import Problem
 from api.security import Principal, optional_principal, pool_of
 from api.web import queries as web_queries
@@ -19,8 +27,7 @@ from api.web.series import daily_energy, daily_window, hourly_energy, hourly_win
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-MAX_ID = 2**63 - 1
-SiteId = Annotated[int, Path(ge=1, le=MAX_ID)]
+SiteId: TypeAlias = Id
 DEFAULT_TIME_ZONE = "Europe/Amsterdam"
 CHART_HOURS = 7 * 24
 DAILY_RANGES = {30: "Last 30 days", 365: "Last year"}
@@ -66,7 +73,7 @@ async def site_dashboard(
     async with pool_of(request).acquire() as conn:
         access = await site_access(conn, principal=principal, site_id=site_id)
         # Days and hours as the person reading them lives them: their display preference, else the site's.
-        zone = await conn.fetchval(queries.SELECT_TIME_ZONE_OF_USER, principal.user_id) or access.time_zone
+        zone = await user_time_zone(conn, principal=principal, access=access)
         hour_start, hour_end = hourly_window(now, hours=CHART_HOURS, time_zone=zone)
         hourly = await hourly_energy(conn, site_id=site_id, start=hour_start, end=hour_end, time_zone=zone)
         day_start, day_end = daily_window(now, days=days, time_zone=zone)

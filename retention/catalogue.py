@@ -19,6 +19,13 @@ MEASURED_FROM = {
     "order_date": "the order date",
     "expiry": "the moment it expires",
     "end_of_access": "the end of the access",
+    "request_closed": "the closing of the request",
+}
+# What erasure at a data subject's request does with a category: erase it, or keep it while a legal duty
+# still holds it (until its retention period runs out; the refusal names the duty and the date).
+ON_ERASURE = {
+    "erase": "erased",
+    "keep_for_legal_duty": "kept while the legal duty holds it",
 }
 _DURATION = re.compile(r"(?P<count>0|[1-9]\d*) (?P<unit>day|month|year)s?")
 _FIELDS = {
@@ -33,8 +40,9 @@ _FIELDS = {
     "legal_minimum",
     "legal_basis",
     "source",
+    "on_erasure",
 }
-_REQUIRED = _FIELDS - {"time_column"}
+_REQUIRED = _FIELDS - {"time_column", "on_erasure"}
 # Tables of the database that are TimescaleDB's or PostgreSQL's own, not Thuis's.
 TABLES_IN_SCHEMA = """
 SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -134,6 +142,7 @@ class Category:
     source: str
     keep_text: str  # as the catalogue says it: "36 months", "indefinitely"
     legal_minimum_text: str  # "10 years", "none"
+    on_erasure: str = "erase"  # see ON_ERASURE
 
 
 @dataclass(frozen=True)
@@ -199,11 +208,16 @@ def _category(raw: dict[str, Any], index: int, problems: list[str]) -> Category 
         source=raw["source"],
         keep_text=raw["keep"],
         legal_minimum_text=raw["legal_minimum"],
+        on_erasure=raw.get("on_erasure", "erase"),
     )
     if category.measured_from not in MEASURED_FROM:
         problems.append(f"{where}: measured_from must be one of {', '.join(MEASURED_FROM)}")
     if keep is not None and minimum is not None and not keep.at_least(minimum):
         problems.append(f"{where}: keeps {keep}, shorter than its legal minimum of {minimum}")
+    if category.on_erasure not in ON_ERASURE:
+        problems.append(f"{where}: on_erasure must be one of {', '.join(ON_ERASURE)}")
+    if category.on_erasure == "keep_for_legal_duty" and (minimum is None or keep is None):
+        problems.append(f"{where}: kept for a legal duty on erasure, but names no legal minimum and period")
     if not category.tables:
         problems.append(f"{where}: names no table")
     if keep is not None and category.time_column is None:

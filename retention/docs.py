@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from retention.catalogue import MEASURED_FROM, Catalogue
+from retention.catalogue import MEASURED_FROM, ON_ERASURE, Catalogue
 
 PRIVACY_DOC = Path(__file__).resolve().parent.parent / "docs" / "privacy.md"
 NOTES = """\
@@ -23,7 +23,14 @@ NOTES = """\
 - **Consent** lapses with its record: after 2 years the portal asks again rather than rely on old proof.
 - **Audit records** are kept 2 years: no law sets a period; it is long enough to answer an owner who asks
   who read their data over the past year and to investigate a breach found late, and no longer than the
-  consent records they sit beside."""
+  consent records they sit beside.
+- **Erasure** at a person's request (`docs/data-subject-rights.md`) removes every category above that
+  holds their data, except what a legal duty still holds: billing records until 7 years after the contract
+  ended, webshop orders until 7 years after the order. The refusal names the duty and the date; retention
+  removes them then. Energy readings have a 10-year minimum in the regulation as a promise to the customer,
+  not a duty towards anyone else, so a person who asks for erasure loses them too.
+- **Personal fields** (names, addresses, email, phone, bank account, TOTP secrets) are stored encrypted with
+  a data key per person (`docs/encryption.md`); destroying the key makes every copy unreadable."""
 
 
 def render_privacy_doc(catalogue: Catalogue) -> str:
@@ -38,8 +45,8 @@ def render_privacy_doc(catalogue: Catalogue) -> str:
         "and a policy shorter than its legal minimum. The catalogue was last reviewed on "
         f"{catalogue.reviewed}.",
         "",
-        "| category | examples | kept | counted from | legal minimum | tables |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| category | examples | kept | counted from | legal minimum | on erasure | tables |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for category in catalogue.categories:
         minimum = category.legal_minimum_text
@@ -49,7 +56,7 @@ def render_privacy_doc(catalogue: Catalogue) -> str:
             counted_from += f" (`{category.time_column}`)"
         lines.append(
             f"| {category.name} | {category.examples} | {category.keep_text} | {counted_from} | {minimum} "
-            f"| {tables} |"
+            f"| {ON_ERASURE[category.on_erasure]} | {tables} |"
         )
     lines += ["", *NOTES.splitlines(), "", "## Legal basis and source", ""]
     for category in catalogue.categories:

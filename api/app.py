@@ -12,9 +12,10 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.base import RequestResponseEndpoint
 
 from api.problems import install_problem_handlers
-from api.routes import account, energy, sharing, sites, staff
+from api.routes import account, address, energy, sharing, sites, staff
 from api.settings import ApiSettings
 from api.web import pages
+from privacy.crypto import KeyringFile
 from thuis import __version__
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A missing or broken keyring stops the start; the file is read again whenever it changes.
+        app.state.keyring_file.get()
         pool = await asyncpg.create_pool(
             settings.database_url.get_secret_value(),
             min_size=1,
@@ -61,8 +64,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.keyring_file = KeyringFile(settings.keyring_file)
     install_problem_handlers(app)
-    for module in (account, sites, energy, sharing, staff):
+    for module in (account, sites, address, energy, sharing, staff):
         app.include_router(module.router)
     app.include_router(pages.router)
 

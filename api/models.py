@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 Role = Literal["owner", "resident", "installer", "researcher", "privacy_officer"]
+# One @, something before it, a dot in the domain; what a mailbox accepts is up to the mail server.
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
 def _known_time_zone(value: str) -> str:
@@ -74,6 +84,12 @@ class Account(BaseModel):
     time_zone: str
 
 
+class EmailChange(Strict):
+    """A new email address for the account, or null to remove it."""
+
+    email: Annotated[str, StringConstraints(max_length=254, pattern=EMAIL_PATTERN)] | None
+
+
 class Preferences(Strict):
     """Display preferences."""
 
@@ -130,6 +146,30 @@ class Site(BaseModel):
     time_zone: str
     access: Literal["owner", "resident", "installer"]
     assignment_id: int | None = None
+
+
+class SiteAddressChange(Strict):
+    """Where a site is: a Dutch postcode ("1234 AB") and/or coordinates give its coarse cells."""
+
+    street: str | None = Field(default=None, max_length=200)
+    house_number: str | None = Field(default=None, max_length=20)
+    postcode: str | None = Field(default=None, max_length=7, examples=["1234 AB"])
+    city: str | None = Field(default=None, max_length=100)
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+
+
+class SiteAddress(BaseModel):
+    """Where a site is, and the coarse cells derived from it (the only location that may ever be shared)."""
+
+    street: str | None
+    house_number: str | None
+    postcode: str | None
+    city: str | None
+    latitude: float | None
+    longitude: float | None
+    postcode_area: str | None = Field(description="the 4-digit postcode area")
+    h3_cell: str | None = Field(description="the H3 cell of resolution 7 (about 5 km²)")
 
 
 class OwnerContact(BaseModel):

@@ -3,8 +3,8 @@
 # Accounts and sign-in ------------------------------------------------------------------------------------
 
 SELECT_USER_FOR_SIGN_IN = """
-SELECT user_id, username, role, password_hash, totp_secret, totp_confirmed_at, totp_last_step,
-       recovery_code_hashes, failed_sign_ins, locked_until
+SELECT user_id, username, role, password_hash, key_id, totp_secret_ciphertext, totp_confirmed_at,
+       totp_last_step, recovery_code_hashes, failed_sign_ins, locked_until
 FROM users WHERE username = $1 AND closed_at IS NULL
 FOR UPDATE
 """
@@ -26,7 +26,7 @@ INSERT_LOGIN_EVENT = (
 )
 
 SELECT_ACCOUNT = """
-SELECT u.user_id, u.username, u.email, u.role, u.installer_company_id, u.company_admin,
+SELECT u.user_id, u.username, u.key_id, u.email_ciphertext, u.role, u.installer_company_id, u.company_admin,
        u.totp_confirmed_at IS NOT NULL AS totp_enabled,
        cardinality(u.recovery_code_hashes) AS recovery_codes_left,
        coalesce(p.language, 'nl') AS language, coalesce(p.time_zone, 'Europe/Amsterdam') AS time_zone,
@@ -47,18 +47,23 @@ UPDATE users SET password_hash = $2, password_changed_at = now(), failed_sign_in
 WHERE user_id = $1
 """
 SET_TOTP_SECRET = """
-UPDATE users SET totp_secret = $2, totp_confirmed_at = NULL, totp_last_step = NULL
+UPDATE users SET totp_secret_ciphertext = $2, totp_confirmed_at = NULL, totp_last_step = NULL
 WHERE user_id = $1 AND totp_confirmed_at IS NULL
 """
-SELECT_TOTP = "SELECT totp_secret, totp_confirmed_at, totp_last_step FROM users WHERE user_id = $1 FOR UPDATE"
+SELECT_TOTP = """
+SELECT key_id, totp_secret_ciphertext, totp_confirmed_at, totp_last_step FROM users
+WHERE user_id = $1 FOR UPDATE
+"""
 CONFIRM_TOTP = """
 UPDATE users SET totp_confirmed_at = now(), totp_last_step = $2, recovery_code_hashes = $3 WHERE user_id = $1
 """
 DISABLE_TOTP = """
-UPDATE users SET totp_secret = NULL, totp_confirmed_at = NULL, totp_last_step = NULL,
+UPDATE users SET totp_secret_ciphertext = NULL, totp_confirmed_at = NULL, totp_last_step = NULL,
                  recovery_code_hashes = '{}'
 WHERE user_id = $1
 """
+SET_EMAIL = "UPDATE users SET email_ciphertext = $2, email_hash = $3 WHERE user_id = $1"
+SELECT_KEY_OF_USER = "SELECT key_id FROM users WHERE user_id = $1"
 SELECT_TOTP_ENABLED = "SELECT totp_confirmed_at IS NOT NULL FROM users WHERE user_id = $1"
 SET_RECOVERY_CODES = "UPDATE users SET recovery_code_hashes = $2 WHERE user_id = $1"
 SELECT_USER_BY_USERNAME = """
@@ -122,7 +127,7 @@ SELECT * FROM ("""
 SELECT_TIME_ZONE_OF_USER = "SELECT time_zone FROM display_preferences WHERE user_id = $1"
 # The owner's user data an assigned installer needs to reach the installation: the contract holder.
 SELECT_OWNER_CONTACT = """
-SELECT c.holder_name, c.initials, c.street_address, c.postcode, c.city, coalesce(u.email, c.email) AS email
+SELECT c.key_id, c.holder_ciphertext, u.key_id AS user_key_id, u.email_ciphertext
 FROM users u JOIN contracts c USING (contract_id)
 WHERE u.user_id = $1
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -14,6 +15,8 @@ class ApiSettings(ThuisSettings):
 
     # Signs the CSRF tokens and the short-lived state between the password and the TOTP step.
     api_secret_key: SecretStr = Field(min_length=32)
+    # The keyring: master keys wrapping the per-person data keys, and the index key (`thuis keys init`).
+    keyring_file: Path
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     # Secure cookies need HTTPS; browsers treat http://localhost as secure, so only a plain-HTTP test

@@ -11,9 +11,11 @@ import asyncpg
 
 from api import queries
 from api.credentials import hash_password, needs_rehash, recovery_code_hash, totp_step, verify_password
+from api.personal import USERS_TOTP_SECRET, data_key, open_text
 from api.problems import Problem
 from api.security import new_session_token
 from api.settings import ApiSettings
+from privacy.crypto import Keyring
 from thuis.db import Connection
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ async def sign_in(
     pool: asyncpg.Pool,
     settings: ApiSettings,
     *,
+    keyring: Keyring,
     username: str,
     password: str,
     second_factor: str | None,
@@ -53,11 +56,12 @@ async def sign_in(
         try:
             async with conn.transaction():
                 user = await conn.fetchrow(queries.SELECT_USER_FOR_SIGN_IN, username)
-                outcome, problem, delay = await _check(conn, settings, user, password, second_factor)
+                outcome, problem, delay = await _check(conn, settings, keyring, user, password, second_factor)
                 if problem is None and user is not None:
                     return await _open_session(
                         conn,
                         settings=settings,
+                        keyring=keyring,
                         user=user,
                         password=password,
                         second_factor=second_factor,
@@ -74,9 +78,10 @@ async def sign_in(
     raise problem
 
 
-async def _check(  # noqa: PLR0911 - one return per outcome of the attempt
+async def _check(  # noqa: PLR0911, PLR0917 - one return per outcome of the attempt
     conn: Connection,
     settings: ApiSettings,
+    keyring: Keyring,
     user: asyncpg.Record | None,
     password: str,
     second_factor: str | None,
@@ -95,7 +100,7 @@ async def _check(  # noqa: PLR0911 - one return per outcome of the attempt
     needs_second = user["role"] in TWO_FACTOR_ROLES or user["totp_confirmed_at"] is not None
     if not needs_second:
         return "success", None, 0.0
-    if user["totp_secret"] is None or user["totp_confirmed_at"] is None:
+    if user["totp_secret_ciphertext"] is None or user["totp_confirmed_at"] is None:
         return (
             "no_second_factor",
             Problem(403, "this account needs two-factor authentication, which an operator must set up first"),
@@ -112,18 +117,27 @@ async def _check(  # noqa: PLR0911 - one return per outcome of the attempt
             ),
             0.0,
         )
-    if _second_factor(user, second_factor, now=now) is None:
+    secret = await _totp_secret(conn, keyring, user)
+    if _second_factor(user, secret, second_factor, now=now) is None:
         return await _failed(
             conn, settings, user, "wrong_second_factor", "the code is wrong or was used already"
         )
     return "success", None, 0.0
 
 
+async def _totp_secret(conn: Connection, keyring: Keyring, user: asyncpg.Record) -> str:
+    """Return the account's TOTP secret in the clear ("" when it has none)."""
+    if user["totp_secret_ciphertext"] is None:
+        return ""
+    key = await data_key(conn, keyring, user["key_id"])
+    return open_text(key, user["totp_secret_ciphertext"], context=USERS_TOTP_SECRET) or ""
+
+
 def _second_factor(
-    user: asyncpg.Record, code: str, *, now: dt.datetime
+    user: asyncpg.Record, secret: str, code: str, *, now: dt.datetime
 ) -> tuple[int | None, str | None] | None:
     """Return (TOTP step, recovery code hash) of an accepted code, or None."""
-    step = totp_step(user["totp_secret"], code, now=now, last_step=user["totp_last_step"])
+    step = totp_step(secret, code, now=now, last_step=user["totp_last_step"])
     if step is not None:
         return step, None
     digest = recovery_code_hash(code)
@@ -162,6 +176,7 @@ async def _open_session(
     conn: Connection,
     *,
     settings: ApiSettings,
+    keyring: Keyring,
     user: asyncpg.Record,
     password: str,
     second_factor: str | None,
@@ -169,7 +184,10 @@ async def _open_session(
     ip: str | None,
     user_agent: str | None,
 ) -> NewSession:
-    accepted = _second_factor(user, second_factor, now=dt.datetime.now(dt.UTC)) if second_factor else None
+    accepted = None
+    if second_factor:
+        secret = await _totp_secret(conn, keyring, user)
+        accepted = _second_factor(user, secret, second_factor, now=dt.datetime.now(dt.UTC))
     step, recovery = accepted if accepted is not None else (None, None)
     await conn.execute(queries.RECORD_SUCCESSFUL_SIGN_IN, user["user_id"], step, recovery)
     if needs_rehash(user["password_hash"]):

@@ -92,7 +92,9 @@ class Keyring:
 
 def new_keyring(master_key_id: str) -> Keyring:
     """Return a keyring with one fresh master key and a fresh index key."""
-    return Keyring(master_key_id, {master_key_id: secrets.token_bytes(KEY_BYTES)}, secrets.token_bytes(KEY_BYTES))
+    return Keyring(
+        master_key_id, {master_key_id: secrets.token_bytes(KEY_BYTES)}, secrets.token_bytes(KEY_BYTES)
+    )
 
 
 def with_new_master_key(keyring: Keyring, master_key_id: str) -> Keyring:
@@ -133,7 +135,7 @@ def write_keyring(path: Path, keyring: Keyring) -> None:
     fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(keyring.to_toml())
-    os.replace(staging, path)
+    staging.replace(path)
 
 
 class KeyringFile:
@@ -219,5 +221,5 @@ def _b64(raw: bytes) -> str:
 
 def _unb64(text: object) -> bytes:
     if not isinstance(text, str):
-        raise ValueError("a key must be a base64 string")
+        raise TypeError("a key must be a base64 string")
     return base64.urlsafe_b64decode(text.encode())

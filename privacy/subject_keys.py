@@ -6,15 +6,19 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import psycopg
 
 from privacy.crypto import Keyring, new_data_key
+from thuis.db import Connection as AsyncConnection
 
 log = logging.getLogger(__name__)
 
-INSERT_KEY = "INSERT INTO subject_keys (scope, master_key_id, wrapped_key) VALUES (%s, %s, %s) RETURNING key_id"
-INSERT_KEY_ASYNC = "INSERT INTO subject_keys (scope, master_key_id, wrapped_key) VALUES ($1, $2, $3) RETURNING key_id"
+INSERT_KEY = (
+    "INSERT INTO subject_keys (scope, master_key_id, wrapped_key) VALUES (%s, %s, %s) RETURNING key_id"
+)
+INSERT_KEY_ASYNC = (
+    "INSERT INTO subject_keys (scope, master_key_id, wrapped_key) VALUES ($1, $2, $3) RETURNING key_id"
+)
 SELECT_KEY = "SELECT scope, master_key_id, wrapped_key FROM subject_keys WHERE key_id = %s"
 SELECT_KEY_ASYNC = "SELECT scope, master_key_id, wrapped_key FROM subject_keys WHERE key_id = $1"
 # Rotation takes a batch of keys wrapped by an older master key; SKIP LOCKED lets two rotations share the
@@ -26,7 +30,9 @@ ORDER BY key_id
 LIMIT %s
 FOR UPDATE SKIP LOCKED
 """
-REWRAP_KEY = "UPDATE subject_keys SET master_key_id = %s, wrapped_key = %s, rewrapped_at = now() WHERE key_id = %s"
+REWRAP_KEY = (
+    "UPDATE subject_keys SET master_key_id = %s, wrapped_key = %s, rewrapped_at = now() WHERE key_id = %s"
+)
 COUNT_KEYS_BY_MASTER = "SELECT master_key_id, count(*) FROM subject_keys GROUP BY master_key_id ORDER BY 1"
 
 
@@ -60,7 +66,7 @@ def load_key(conn: psycopg.Connection[Any], keyring: Keyring, key_id: int) -> by
     return keyring.unwrap(row[1], bytes(row[2]), scope=row[0])
 
 
-async def create_key_async(conn: asyncpg.Connection, keyring: Keyring, *, scope: str) -> SubjectKey:
+async def create_key_async(conn: AsyncConnection, keyring: Keyring, *, scope: str) -> SubjectKey:
     """Make a data key for a new data subject (asyncpg)."""
     data_key = new_data_key()
     master_key_id, wrapped = keyring.wrap(data_key, scope=scope)
@@ -68,7 +74,7 @@ async def create_key_async(conn: asyncpg.Connection, keyring: Keyring, *, scope:
     return SubjectKey(int(key_id), data_key)
 
 
-async def load_key_async(conn: asyncpg.Connection, keyring: Keyring, key_id: int) -> bytes:
+async def load_key_async(conn: AsyncConnection, keyring: Keyring, key_id: int) -> bytes:
     """Return the unwrapped data key (asyncpg)."""
     row = await conn.fetchrow(SELECT_KEY_ASYNC, key_id)
     if row is None:

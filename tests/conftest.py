@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from privacy.crypto import Keyring, new_keyring, parse_keyring, write_keyring
 from thuis.certs import INGEST_IDENTITY, client_paths, init_certificates
 from thuis.commands.db import set_role_password
 from thuis.localstack import MosquittoBroker, PostgresCluster, free_port
@@ -85,13 +86,20 @@ class Database:
     retention_url: str = ""  # empty where a test's own cluster has no retention password
     rollup_url: str = ""
     api_url: str = ""
+    keyring_file: Path = Path("/nonexistent")  # the keyring of this database's personal data
+
+    @property
+    def keyring(self) -> Keyring:
+        return parse_keyring(self.keyring_file.read_text())
 
 
 @pytest.fixture
-def database(pg_cluster: PostgresCluster, template_database: str) -> Iterator[Database]:
+def database(pg_cluster: PostgresCluster, template_database: str, workdir: Path) -> Iterator[Database]:
     name = f"thuis_test_{secrets.token_hex(4)}"
     with psycopg.connect(pg_cluster.dsn("postgres"), autocommit=True) as conn:
         _create_from_template(conn, name, template_database)
+    keyring_file = workdir / "keyrings" / f"{name}.toml"
+    write_keyring(keyring_file, new_keyring("test-1"))
     yield Database(
         name=name,
         owner_url=pg_cluster.dsn(name),
@@ -99,6 +107,7 @@ def database(pg_cluster: PostgresCluster, template_database: str) -> Iterator[Da
         retention_url=pg_cluster.dsn(name, user="thuis_retention", password=RETENTION_PASSWORD),
         rollup_url=pg_cluster.dsn(name, user="thuis_rollup", password=ROLLUP_PASSWORD),
         api_url=pg_cluster.dsn(name, user="thuis_api", password=API_PASSWORD),
+        keyring_file=keyring_file,
     )
     with psycopg.connect(pg_cluster.dsn("postgres"), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE {name} WITH (FORCE)")

@@ -56,7 +56,9 @@ class Portal:
 
     def add_person(self, username: str, role: str, **kwargs: Any) -> Person:
         with psycopg.connect(self.database.owner_url) as conn:
-            account = create_account(conn, username=username, password=PASSWORD, role=role, **kwargs)
+            account = create_account(
+                conn, self.database.keyring, username=username, password=PASSWORD, role=role, **kwargs
+            )
         person = Person(account)
         self.people[username] = person
         return person
@@ -90,6 +92,7 @@ def portal_settings(database: Database, **overrides: Any) -> ApiSettings:
         "api_secret_key": secrets.token_hex(32),
         "api_cookie_secure": False,
         "sign_in_max_delay_s": 0.2,
+        "keyring_file": database.keyring_file,
         **overrides,
     }
     return ApiSettings(**values)

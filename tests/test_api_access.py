@@ -23,6 +23,7 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/v1/auth/sign-out"): "anyone",
     ("GET", "/api/v1/account"): "anyone",
     ("PUT", "/api/v1/account/preferences"): "anyone",
+    ("PUT", "/api/v1/account/email"): "anyone",
     ("GET", "/api/v1/account/sessions"): "anyone",
     ("DELETE", "/api/v1/account/sessions/{session_id}"): "anyone",
     ("DELETE", "/api/v1/account/sessions"): "anyone",
@@ -34,6 +35,8 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/sites"): "anyone",
     ("GET", "/api/v1/sites/{site_id}"): READERS_OF_A,
     ("GET", "/api/v1/sites/{site_id}/owner"): {"owner-a", "installer-a"},
+    ("GET", "/api/v1/sites/{site_id}/address"): {"owner-a", "installer-a"},
+    ("PUT", "/api/v1/sites/{site_id}/address"): {"owner-a"},
     ("GET", "/api/v1/sites/{site_id}/gateways"): READERS_OF_A,
     ("GET", "/api/v1/sites/{site_id}/devices"): READERS_OF_A,
     ("GET", "/api/v1/sites/{site_id}/devices/{device_id}/readings"): READERS_OF_A,
@@ -151,6 +154,12 @@ def request_for(world: World, method: str, path: str) -> tuple[str, dict[str, ob
     )
     bodies: dict[tuple[str, str], dict[str, object]] = {
         ("PUT", "/api/v1/sites/{site_id}/settings"): {"kind": "schedule", "name": "night", "definition": {}},
+        ("PUT", "/api/v1/account/email"): {"email": "someone@example.org"},
+        ("PUT", "/api/v1/sites/{site_id}/address"): {
+            "postcode": "1234 AB",
+            "latitude": 52.1,
+            "longitude": 5.1,
+        },
         ("POST", "/api/v1/sites/{site_id}/residents"): {"username": "resident-b"},
         ("POST", "/api/v1/sites/{site_id}/assignments"): {
             "installer_username": "installer-a",

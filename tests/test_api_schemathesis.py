@@ -30,7 +30,7 @@ ST = Path(sys.executable).with_name("st")
 def served_portal(database: Database) -> Iterator[str]:
     """The portal served by uvicorn on a free port, with an owner's site and a device to be found."""
     with psycopg.connect(database.owner_url) as conn:
-        create_account(conn, username="anna", password=PASSWORD, role="owner")
+        create_account(conn, database.keyring, username="anna", password=PASSWORD, role="owner")
         site_id = create_site(conn, label="Huize Anna")
         set_site_owner(conn, site_id=site_id, owner="anna")
         conn.execute(

@@ -114,6 +114,7 @@ async def test_a_cookie_session_needs_its_csrf_token_to_change_anything(portal: 
     session = await sign_in(
         portal.app.state.pool,
         portal.settings,
+        keyring=portal.database.keyring,
         username="anna",
         password=anna.password,
         second_factor=None,

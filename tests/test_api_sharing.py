@@ -3,10 +3,12 @@ the company's assignments; accounts come from `thuis users`."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 
+import psycopg
 import pytest
 
 from tests.conftest import Database
@@ -115,7 +117,10 @@ async def test_a_company_admin_sees_the_companys_assignments_and_no_other(portal
 def test_thuis_users_creates_accounts_and_owners(database: Database):
     def users(*args: str, password: str = PASSWORD) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "thuis", "users", *args, "--database-url", database.owner_url]
-        return subprocess.run(command, input=password + "\n", capture_output=True, text=True, check=False)
+        environment = {**os.environ, "THUIS_KEYRING_FILE": str(database.keyring_file)}
+        return subprocess.run(
+            command, input=password + "\n", capture_output=True, text=True, check=False, env=environment
+        )
 
     owner = users("add", "Anna", "--role", "owner", "--email", "anna@example.org")
     assert owner.returncode == 0, owner.stderr
@@ -125,11 +130,23 @@ def test_thuis_users_creates_accounts_and_owners(database: Database):
     assert installer.returncode == 0, installer.stderr
     assert "two-factor authentication: otpauth://totp/Thuis:ilse?secret=" in installer.stdout
     assert len(installer.stdout.split("recovery codes: ")[1].split()) == 10
+    keys_before = count_rows(database, "subject_keys")
     taken = users("add", "anna", "--role", "owner")
     assert (taken.returncode, taken.stderr.strip()) == (1, "thuis users: the username 'anna' is taken")
+    assert count_rows(database, "subject_keys") == keys_before, "a refused account left a data key behind"
+    found = users("find", "--email", "  ANNA@example.org ", password="")
+    assert (found.returncode, found.stdout.split("\t")[1:]) == (0, ["anna", "owner\n"])
+    assert users("find", "--email", "bob@example.org", password="").stdout == ""
     weak = users("add", "bram", "--role", "resident", "--resident-of", "anna", password="short")
     assert weak.stderr.strip() == "thuis users: the password must be at least 12 characters long"
     no_company = users("add", "kees", "--role", "installer")
     assert no_company.stderr.strip() == "thuis users: an installer belongs to an installer company: name it"
     no_site = users("own", "999", "anna", password="")
     assert no_site.stderr.strip() == "thuis users: there is no site 999"
+
+
+def count_rows(database: Database, table: str) -> int:
+    with psycopg.connect(database.owner_url) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608 - a fixed name
+        assert row is not None
+        return int(row[0])

@@ -34,6 +34,8 @@ EXPECTED = {
     "audit_records": ("2 years", "none"),
     "sessions": ("0 days", "none"),  # until the session expires or is ended
     "access_grants": ("2 years", "none"),
+    "data_subject_requests": ("2 years", "none"),  # after the request was closed
+    "research_exports": ("2 years", "none"),
 }
 
 
@@ -209,3 +211,15 @@ def test_periods_count_back_by_the_calendar(period: str, moment: dt.datetime, cu
 )
 def test_a_period_is_at_least_another_whatever_the_calendar(longer: str, shorter: str, holds: bool):
     assert Period.parse(longer).at_least(Period.parse(shorter)) is holds
+
+
+def test_only_categories_with_a_legal_minimum_are_kept_for_a_legal_duty_on_erasure(tmp_path: Path):
+    catalogue = load_catalogue()
+    kept = {c.id for c in catalogue.categories if c.on_erasure == "keep_for_legal_duty"}
+    assert kept == {"webshop_orders", "billing_records"}
+    path = variant(tmp_path, 'id = "login_data"', 'id = "login_data"\non_erasure = "keep_for_legal_duty"')
+    with pytest.raises(CatalogueError, match="login_data: kept for a legal duty on erasure, but names no"):
+        load_catalogue(path)
+    path = variant(tmp_path, 'id = "login_data"', 'id = "login_data"\non_erasure = "maybe"')
+    with pytest.raises(CatalogueError, match="on_erasure must be one of erase, keep_for_legal_duty"):
+        load_catalogue(path)

@@ -9,21 +9,29 @@ import psycopg
 import pyotp
 
 from api.credentials import hash_password, new_recovery_codes, new_totp_secret, password_problem, totp_uri
+from api.personal import CONTRACTS_HOLDER, USERS_EMAIL, USERS_TOTP_SECRET
 from api.signin import TWO_FACTOR_ROLES
+from privacy.crypto import Keyring, seal, seal_json
+from privacy.subject_keys import create_key
 
 ROLES = ("owner", "resident", "installer", "researcher", "privacy_officer")
 
-INSERT_CONTRACT = "INSERT INTO contracts (holder_name, email) VALUES (%s, %s) RETURNING contract_id"
+INSERT_CONTRACT = "INSERT INTO contracts (key_id, holder_ciphertext) VALUES (%s, %s) RETURNING contract_id"
+SET_CONTRACT_HOLDER = "UPDATE contracts SET holder_user_id = %s WHERE contract_id = %s"
 SELECT_CONTRACT_OF_OWNER = """
 SELECT contract_id FROM users WHERE username = %s AND role = 'owner' AND closed_at IS NULL
 """
 SELECT_COMPANY = "SELECT company_id FROM installer_companies WHERE name = %s"
 INSERT_COMPANY = "INSERT INTO installer_companies (name) VALUES (%s) RETURNING company_id"
 INSERT_USER = """
-INSERT INTO users (username, email, password_hash, role, contract_id, installer_company_id, company_admin,
-                   totp_secret, totp_confirmed_at, totp_last_step, recovery_code_hashes)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+INSERT INTO users (username, key_id, email_ciphertext, email_hash, password_hash, role, contract_id,
+                   installer_company_id, company_admin, totp_secret_ciphertext, totp_confirmed_at,
+                   totp_last_step, recovery_code_hashes)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 RETURNING user_id
+"""
+SELECT_ACCOUNTS_BY_EMAIL_HASH = """
+SELECT user_id, username, role FROM users WHERE email_hash = %s AND closed_at IS NULL ORDER BY user_id
 """
 SET_SITE_OWNER = """
 UPDATE sites SET owner_user_id = (SELECT user_id FROM users WHERE username = %s AND role = 'owner')
@@ -49,6 +57,7 @@ class NewAccount:
 
 def create_account(
     conn: psycopg.Connection,
+    keyring: Keyring,
     *,
     username: str,
     password: str,
@@ -62,9 +71,38 @@ def create_account(
     """Create an account; an owner gets a contract, a resident joins their owner's, an installer a company.
 
     Installers and privacy officers get two-factor authentication at once: the TOTP secret and recovery
-    codes are returned to hand over, and are not shown again.
+    codes are returned to hand over, and are not shown again. The email, the TOTP secret and the contract
+    holder's details are stored encrypted, each with the data key of its subject (`privacy/crypto.py`).
     """
-    username = username.strip().lower()
+    # One savepoint: a refused account leaves no contract or data key behind.
+    with conn.transaction():
+        return _create_account(
+            conn,
+            keyring,
+            username=username.strip().lower(),
+            password=password,
+            role=role,
+            email=email,
+            holder_name=holder_name,
+            resident_of=resident_of,
+            company=company,
+            company_admin=company_admin,
+        )
+
+
+def _create_account(  # noqa: PLR0912 - one branch per role and field
+    conn: psycopg.Connection,
+    keyring: Keyring,
+    *,
+    username: str,
+    password: str,
+    role: str,
+    email: str | None,
+    holder_name: str | None,
+    resident_of: str | None,
+    company: str | None,
+    company_admin: bool,
+) -> NewAccount:
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
     problem = password_problem(password, username=username)
@@ -72,7 +110,10 @@ def create_account(
         raise AccountError(problem)
     contract_id = company_id = None
     if role == "owner":
-        contract_id = _one(conn.execute(INSERT_CONTRACT, (holder_name or username, email)).fetchone())
+        billing = create_key(conn, keyring, scope="billing")
+        holder = {"holder_name": holder_name or username, "email": email}
+        sealed_holder = seal_json(billing.data_key, holder, context=CONTRACTS_HOLDER)
+        contract_id = _one(conn.execute(INSERT_CONTRACT, (billing.key_id, sealed_holder)).fetchone())
     elif role == "resident":
         if resident_of is None:
             raise AccountError("a resident lives under an owner's contract: name the owner")
@@ -93,19 +134,22 @@ def create_account(
         secret = new_totp_secret()
         codes, hashes = new_recovery_codes()
     now = dt.datetime.now(dt.UTC)
+    account_key = create_key(conn, keyring, scope="account")
     try:
         user_id = _one(
             conn.execute(
                 INSERT_USER,
                 (
                     username,
-                    email,
+                    account_key.key_id,
+                    seal(account_key.data_key, email, context=USERS_EMAIL) if email else None,
+                    keyring.email_hash(email) if email else None,
                     hash_password(password),
                     role,
                     contract_id,
                     company_id,
                     company_admin,
-                    secret,
+                    seal(account_key.data_key, secret, context=USERS_TOTP_SECRET) if secret else None,
                     now if secret else None,
                     None,
                     hashes,
@@ -116,6 +160,8 @@ def create_account(
         raise AccountError(f"the username {username!r} is taken") from None
     except psycopg.errors.CheckViolation as err:
         raise AccountError(f"the account is not acceptable: {err.diag.message_primary}") from None
+    if role == "owner":
+        conn.execute(SET_CONTRACT_HOLDER, (user_id, contract_id))
     return NewAccount(
         user_id=user_id,
         username=username,
@@ -132,6 +178,16 @@ def set_site_owner(conn: psycopg.Connection, *, site_id: int, owner: str) -> Non
         raise AccountError(f"there is no site {site_id}")
     if row[0] is None:
         raise AccountError(f"there is no owner {owner!r}")
+
+
+def find_accounts_by_email(
+    conn: psycopg.Connection, keyring: Keyring, *, email: str
+) -> list[tuple[int, str, str]]:
+    """Return (user id, username, role) of the open accounts with this email address."""
+    return [
+        (int(r[0]), str(r[1]), str(r[2]))
+        for r in conn.execute(SELECT_ACCOUNTS_BY_EMAIL_HASH, (keyring.email_hash(email),))
+    ]
 
 
 def current_totp(secret: str) -> str:

@@ -18,6 +18,7 @@ from api.credentials import (
 )
 from api.models import (
     Account,
+    EmailChange,
     PasswordChange,
     Preferences,
     RecoveryCodes,
@@ -26,6 +27,15 @@ from api.models import (
     SignInResponse,
     TotpConfirm,
     TotpSetup,
+)
+from api.personal import (
+    USERS_EMAIL,
+    USERS_TOTP_SECRET,
+    account_key,
+    data_key,
+    keyring_of,
+    open_text,
+    seal_text,
 )
 from api.problems import PROBLEM_RESPONSES, Problem, not_found
 from api.security import SignedIn, pool_of, settings_of
@@ -45,6 +55,7 @@ async def sign_in_for_token(request: Request, body: SignInRequest) -> SignInResp
     session = await sign_in(
         pool_of(request),
         settings_of(request),
+        keyring=keyring_of(request),
         username=body.username,
         password=body.password,
         second_factor=body.totp_code,
@@ -68,9 +79,27 @@ async def account(request: Request, principal: SignedIn) -> Account:
     """Return the signed-in person's account and display preferences."""
     async with pool_of(request).acquire() as conn:
         row = await conn.fetchrow(queries.SELECT_ACCOUNT, principal.user_id)
-    if row is None:
-        raise not_found("account")
-    return Account(**dict(row))
+        if row is None:
+            raise not_found("account")
+        key = await data_key(conn, keyring_of(request), row["key_id"])
+    fields = {name: value for name, value in dict(row).items() if name not in {"key_id", "email_ciphertext"}}
+    return Account(**fields, email=open_text(key, row["email_ciphertext"], context=USERS_EMAIL))
+
+
+@router.put("/account/email", tags=["account"], summary="Set or correct the email address")
+async def set_email(request: Request, principal: SignedIn, body: EmailChange) -> Account:
+    """Set the account's email address (stored encrypted; found by its keyed hash), or remove it."""
+    keyring = keyring_of(request)
+    async with pool_of(request).acquire() as conn:
+        key = await account_key(conn, keyring, principal.user_id)
+        email_hash = keyring.email_hash(body.email) if body.email is not None else None
+        await conn.execute(
+            queries.SET_EMAIL,
+            principal.user_id,
+            seal_text(key, body.email, context=USERS_EMAIL),
+            email_hash,
+        )
+    return await account(request, principal)
 
 
 @router.put("/account/preferences", tags=["account"], summary="Set language and time zone")
@@ -143,7 +172,9 @@ async def start_totp(request: Request, principal: SignedIn) -> TotpSetup:
     """Return a new TOTP secret; it is in force once confirmed with POST /account/totp/confirm."""
     secret = new_totp_secret()
     async with pool_of(request).acquire() as conn:
-        status = await conn.execute(queries.SET_TOTP_SECRET, principal.user_id, secret)
+        key = await account_key(conn, keyring_of(request), principal.user_id)
+        sealed = seal_text(key, secret, context=USERS_TOTP_SECRET)
+        status = await conn.execute(queries.SET_TOTP_SECRET, principal.user_id, sealed)
     if status == "UPDATE 0":
         raise Problem(409, "two-factor authentication is already on; turn it off first to set up a new app")
     return TotpSetup(secret=secret, otpauth_uri=totp_uri(secret, username=principal.username))
@@ -154,11 +185,13 @@ async def confirm_totp(request: Request, principal: SignedIn, body: TotpConfirm)
     """Turn two-factor authentication on with a first code; return recovery codes, shown only this once."""
     async with pool_of(request).acquire() as conn, conn.transaction():
         row = await conn.fetchrow(queries.SELECT_TOTP, principal.user_id)
-        if row is None or row["totp_secret"] is None:
+        if row is None or row["totp_secret_ciphertext"] is None:
             raise Problem(409, "start with POST /api/v1/account/totp")
         if row["totp_confirmed_at"] is not None:
             raise Problem(409, "two-factor authentication is already on")
-        step = totp_step(row["totp_secret"], body.totp_code, now=dt.datetime.now(dt.UTC), last_step=None)
+        key = await data_key(conn, keyring_of(request), row["key_id"])
+        secret = open_text(key, row["totp_secret_ciphertext"], context=USERS_TOTP_SECRET) or ""
+        step = totp_step(secret, body.totp_code, now=dt.datetime.now(dt.UTC), last_step=None)
         if step is None:
             raise Problem(422, "body field totp_code: the code does not match; check the app's clock")
         codes, hashes = new_recovery_codes()

@@ -23,6 +23,7 @@ from api.models import (
 )
 from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
 from api.params import Id
+from api.personal import CONTRACTS_HOLDER, USERS_EMAIL, data_key, keyring_of, open_document, open_text
 from api.problems import PROBLEM_RESPONSES, Problem, not_found
 from api.security import SignedIn, pool_of
 from thuis.db import Connection
@@ -84,8 +85,21 @@ async def owner_contact(request: Request, principal: SignedIn, site_id: SiteId) 
         )
         if row is None:
             raise not_found(f"the owner of site {site_id}")
+        keyring = keyring_of(request)
+        holder = open_document(
+            await data_key(conn, keyring, row["key_id"]), row["holder_ciphertext"], context=CONTRACTS_HOLDER
+        )
+        user_key = await data_key(conn, keyring, row["user_key_id"])
+        account_email = open_text(user_key, row["email_ciphertext"], context=USERS_EMAIL)
         await record_read(conn, principal=principal, access=access, resource="owner")
-    return OwnerContact(**dict(row))
+    return OwnerContact(
+        holder_name=holder.get("holder_name") or "",
+        initials=holder.get("initials"),
+        street_address=holder.get("street_address"),
+        postcode=holder.get("postcode"),
+        city=holder.get("city"),
+        email=account_email or holder.get("email"),
+    )
 
 
 @router.get("/sites/{site_id}/gateways", summary="The gateways of a site")

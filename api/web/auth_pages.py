@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request, Response
 
 from api import queries
+from api.personal import keyring_of
 from api.problems import Problem
 from api.security import Principal, cookie_name, optional_principal, pool_of, settings_of
 from api.signin import TOTP_REQUIRED_TYPE, sign_in
@@ -52,6 +53,7 @@ async def sign_in_submit(  # noqa: PLR0917 - one parameter per form field
         session = await sign_in(
             pool_of(request),
             settings,
+            keyring=keyring_of(request),
             username=username,
             password=password,
             second_factor=totp_code.strip() or None,

@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from gateway_sim.provision import provision
+from privacy.crypto import Keyring, KeyringFile, new_keyring, write_keyring
 from thuis.accounts import create_account, set_site_owner
 from thuis.certs import INGEST_IDENTITY, client_paths, init_certificates
 from thuis.commands.db import SERVICE_ROLES, set_role_password
@@ -102,6 +103,7 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     cluster.start()
+    _keyring(paths)
     try:
         passwords = {role: _secret(paths, role.replace("_", "-")) for role in SERVICE_ROLES}
         _prepare_database(cluster, passwords)
@@ -116,7 +118,11 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
             (["api", "--port", str(args.api_port)], "thuis_api", "api.log"),
         ):
             url = cluster.dsn(DATABASE, user=role, password=passwords[role])
-            extra = {"THUIS_DATABASE_URL": url, "THUIS_API_SECRET_KEY": _secret(paths, "api-secret-key", 32)}
+            extra = {
+                "THUIS_DATABASE_URL": url,
+                "THUIS_API_SECRET_KEY": _secret(paths, "api-secret-key", 32),
+                "THUIS_KEYRING_FILE": str(paths.secrets / "keyring.toml"),
+            }
             children.append(_spawn(command, environment | extra, paths.logs / log_name))
         with psycopg.connect(cluster.dsn(DATABASE)) as conn:
             gateways = provision(
@@ -158,11 +164,25 @@ def _prepare_database(cluster: PostgresCluster, passwords: dict[str, str]) -> No
             set_role_password(conn, role=role, password=password)
 
 
+def _keyring(paths: StackPaths) -> Keyring:
+    """Return the stack's keyring, made on the first run (the master key and index key of its data)."""
+    path = paths.secrets / "keyring.toml"
+    if not path.exists():
+        write_keyring(path, new_keyring("local-1"))
+    return KeyringFile(path).get()
+
+
 def _demo_owner(conn: psycopg.Connection, paths: StackPaths, *, site_ids: set[int]) -> None:
     """Let a demo owner sign in to the portal and see the simulated homes."""
     exists = conn.execute("SELECT 1 FROM users WHERE username = %s", (DEMO_OWNER,)).fetchone()
     if exists is None:
-        create_account(conn, username=DEMO_OWNER, password=_secret(paths, "portal-demo-owner"), role="owner")
+        create_account(
+            conn,
+            _keyring(paths),
+            username=DEMO_OWNER,
+            password=_secret(paths, "portal-demo-owner"),
+            role="owner",
+        )
     for site_id in sorted(site_ids):
         set_site_owner(conn, site_id=site_id, owner=DEMO_OWNER)
 

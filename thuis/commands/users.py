@@ -6,10 +6,12 @@ import argparse
 import getpass
 import os
 import sys
+from pathlib import Path
 
 import psycopg
 
-from thuis.accounts import ROLES, AccountError, create_account, set_site_owner
+from privacy.crypto import Keyring, KeyringError, KeyringFile
+from thuis.accounts import ROLES, AccountError, create_account, find_accounts_by_email, set_site_owner
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +28,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     own = actions.add_parser("own", help="make an owner the owner of a site")
     own.add_argument("site_id", type=int)
     own.add_argument("owner")
-    for sub in (add, own):
+    find = actions.add_parser("find", help="find accounts by email address (by its keyed hash)")
+    find.add_argument("--email", required=True)
+    for sub in (add, find):
+        sub.add_argument(
+            "--keyring", type=Path, help="the keyring file (default: THUIS_KEYRING_FILE)", default=None
+        )
+    for sub in (add, own, find):
         sub.add_argument(
             "--database-url", help="postgresql:// URL of the schema owner (default: THUIS_DATABASE_URL)"
         )
@@ -43,11 +51,17 @@ def run(args: argparse.Namespace) -> int:
             if args.users_action == "own":
                 set_site_owner(conn, site_id=args.site_id, owner=args.owner)
                 return 0
+            keyring = _keyring(args)
+            if args.users_action == "find":
+                for user_id, username, role in find_accounts_by_email(conn, keyring, email=args.email):
+                    print(f"{user_id}\t{username}\t{role}")  # noqa: T201
+                return 0
             password = (
                 getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
             )
             account = create_account(
                 conn,
+                keyring,
                 username=args.username,
                 password=password,
                 role=args.role,
@@ -57,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                 company=args.company,
                 company_admin=args.company_admin,
             )
-    except AccountError as err:
+    except (AccountError, KeyringError) as err:
         print(f"thuis users: {err}", file=sys.stderr)  # noqa: T201
         return 1
     print(f"created {account.username} (user {account.user_id})")  # noqa: T201
@@ -66,3 +80,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"two-factor authentication: {account.otpauth_uri}")  # noqa: T201
         print("recovery codes: " + " ".join(account.recovery_codes))  # noqa: T201
     return 0
+
+
+def _keyring(args: argparse.Namespace) -> Keyring:
+    path = args.keyring or os.environ.get("THUIS_KEYRING_FILE")
+    if not path:
+        raise KeyringError("set THUIS_KEYRING_FILE or pass --keyring (create one with `thuis keys init`)")
+    return KeyringFile(Path(path)).get()

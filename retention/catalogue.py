@@ -94,6 +94,15 @@ class Period:
             moment = moment.replace(year=year, month=month + 1, day=day)
         return moment - dt.timedelta(days=self.days)
 
+    def after(self, moment: dt.datetime) -> dt.datetime:
+        """Return the moment this period after `moment` (when a record counted from it expires)."""
+        if self.months:
+            months = moment.year * 12 + moment.month - 1 + self.months
+            year, month = divmod(months, 12)
+            day = min(moment.day, _days_in_month(year, month + 1))
+            moment = moment.replace(year=year, month=month + 1, day=day)
+        return moment + dt.timedelta(days=self.days)
+
     def at_least(self, other: Period) -> bool:
         """Say whether this period is never shorter than `other`, whatever the calendar."""
         if not self.days and not other.days:

@@ -15,8 +15,6 @@ USERS_EMAIL = "users.email"
 USERS_TOTP_SECRET = "users.totp_secret"  # noqa: S105 - a column name, not a secret
 CONTRACTS_HOLDER = "contracts.holder"
 SITES_ADDRESS = "sites.address"
-WEBSHOP_ORDERS_CUSTOMER = "webshop_orders.customer"
-MARKETING_CONTACTS_CONTACT = "marketing_contacts.contact"
 SUBJECT_REQUESTS_DETAILS = "subject_requests.details"
 
 

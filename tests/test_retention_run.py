@@ -37,12 +37,19 @@ CONTRACTS_CUTOFF = dt.datetime(2019, 6, 15, 10, 30, tzinfo=dt.UTC)  # 7 years af
 ACCOUNTS_CUTOFF = NOW  # accounts go once their contract has ended
 SESSIONS_CUTOFF = NOW  # sessions go once they have expired
 GRANTS_CUTOFF = dt.datetime(2024, 6, 15, 10, 30, tzinfo=dt.UTC)  # 2 years after the access ended
+REQUESTS_CUTOFF = dt.datetime(2024, 6, 15, 10, 30, tzinfo=dt.UTC)  # 2 years after closing, or the export
 RUNNING_CONTRACTS = 3
 
 
 def seed(database: Database) -> None:
     """Records of many ages in every category that has tables, hourly over 40 days, and old readings."""
     with psycopg.connect(database.owner_url) as conn:
+        # Personal fields are sealed with a data key per subject; these rows get keys of no real use.
+        conn.execute(
+            "CREATE FUNCTION pg_temp.new_key(scope text) RETURNS bigint LANGUAGE sql VOLATILE AS "
+            "$$INSERT INTO subject_keys (scope, master_key_id, wrapped_key) VALUES (scope, 'test', '\\x00') "
+            "RETURNING key_id$$"
+        )
         site = conn.execute(
             "INSERT INTO sites (label) VALUES ('retention test') RETURNING site_id"
         ).fetchone()
@@ -76,13 +83,29 @@ def seed(database: Database) -> None:
             (NOW - dt.timedelta(days=40), NOW),
         )
         conn.execute(
-            "INSERT INTO webshop_orders (ordered_at, products) SELECT t, '[\"gateway\"]' "
+            "INSERT INTO webshop_orders (ordered_at, products, key_id, customer_ciphertext) "
+            "SELECT t, '[\"gateway\"]', pg_temp.new_key('order'), '\\x01' "
             "FROM generate_series(%s::timestamptz - interval '120 months', %s, interval '1 month') t",
             (NOW, NOW),
         )
         conn.execute(
-            "INSERT INTO marketing_contacts (email, last_activity_at) SELECT 'p@example.org', t "
+            "INSERT INTO marketing_contacts (email_hash, contact_ciphertext, key_id, last_activity_at) "
+            "SELECT '\\x02', '\\x01', pg_temp.new_key('marketing'), t "
             "FROM generate_series(%s::timestamptz - interval '72 months', %s, interval '1 month') t",
+            (NOW, NOW),
+        )
+        conn.execute(  # data-subject requests closed every month of the last 4 years, and two still open
+            "INSERT INTO subject_requests (kind, received_at, status, closed_at) "
+            "SELECT 'access', t - interval '10 days', 'completed', t "
+            "FROM generate_series(%s::timestamptz - interval '48 months', %s, interval '1 month') t "
+            "UNION ALL SELECT 'erasure', %s::timestamptz - interval '3 years', 'in_progress', NULL "
+            "UNION ALL SELECT 'access', %s, 'received', NULL",
+            (NOW, NOW, NOW, NOW),
+        )
+        conn.execute(
+            "INSERT INTO research_exports (requested_at, parameters, status, finished_at) "
+            "SELECT t, '{}', 'finished', t + interval '1 minute' "
+            "FROM generate_series(%s::timestamptz - interval '48 months', %s, interval '1 month') t",
             (NOW, NOW),
         )
         conn.execute(  # audit records around the 2-year mark, every 6 hours, and of the last month, daily
@@ -104,14 +127,16 @@ def seed(database: Database) -> None:
         # an account under each, and a privacy officer's with no contract. Ending a contract closes its
         # accounts.
         conn.execute(
-            "INSERT INTO contracts (holder_name, started_at) SELECT 'holder ' || n, %s::timestamptz "
+            "INSERT INTO contracts (key_id, holder_ciphertext, started_at) "
+            "SELECT pg_temp.new_key('billing'), '\\x01', %s::timestamptz "
             "- interval '30 years' FROM generate_series(1, 121 + %s) n",
             (NOW, RUNNING_CONTRACTS),
         )
         conn.execute(
-            "INSERT INTO users (username, password_hash, role, contract_id) "
-            "SELECT 'user-' || contract_id, 'x', 'owner', contract_id FROM contracts "
-            "UNION ALL SELECT 'privacy-officer', 'x', 'privacy_officer', NULL"
+            "INSERT INTO users (username, key_id, password_hash, role, contract_id) "
+            "SELECT 'user-' || contract_id, pg_temp.new_key('account'), 'x', 'owner', contract_id "
+            "FROM contracts UNION ALL SELECT 'privacy-officer', pg_temp.new_key('account'), 'x', "
+            "'privacy_officer', NULL"
         )
         conn.execute("INSERT INTO display_preferences (user_id) SELECT user_id FROM users")
         conn.execute(
@@ -218,6 +243,15 @@ def test_a_run_removes_exactly_what_expired_and_records_it(database: Database):
         ).fetchone()
     assert preferences == (1 + RUNNING_CONTRACTS + 1, 1 + RUNNING_CONTRACTS + 1)
     assert unaccounted == (7 * 12,)
+    with psycopg.connect(database.owner_url) as conn:
+        # What retention deleted took its data key along (crypto-shredding); what stays keeps its own.
+        keys = conn.execute(
+            "SELECT (SELECT count(*) FROM subject_keys), (SELECT count(*) FROM users) + "
+            "(SELECT count(*) FROM contracts) + (SELECT count(*) FROM webshop_orders) + "
+            "(SELECT count(*) FROM marketing_contacts)"
+        ).fetchone()
+    assert keys is not None
+    assert keys[0] == keys[1]
     connectivity, quarantined = removals["gateway_connectivity"], removals["quarantine"]
     assert (connectivity.method, connectivity.cutoff) == ("drop_chunks", EVENTS_CUTOFF)
     assert connectivity.rows == 40 * 24 + 1 - expected_events
@@ -248,6 +282,8 @@ def test_a_run_removes_exactly_what_expired_and_records_it(database: Database):
         "user_data",
         "sessions",
         "access_grants",
+        "data_subject_requests",
+        "research_exports",
     }
 
     # A second run at the same clock finds nothing more to remove.
@@ -274,6 +310,9 @@ PERIODS = [
     ("resident_grants", "ended_at", GRANTS_CUTOFF, (GRANTS_CUTOFF, 24 + 1 + 1)),  # monthly, and one held
     # monthly, and the one running until next month
     ("installer_assignments", "ended_at", GRANTS_CUTOFF, (GRANTS_CUTOFF, 24 + 1 + 1)),
+    # closed monthly, and the two still open however old (an open request is never removed)
+    ("subject_requests", "closed_at", REQUESTS_CUTOFF, (REQUESTS_CUTOFF, 24 + 1 + 2)),
+    ("research_exports", "requested_at", REQUESTS_CUTOFF, (REQUESTS_CUTOFF, 24 + 1)),  # monthly
 ]
 
 
@@ -333,7 +372,8 @@ def test_the_retention_role_cannot_remove_what_is_kept_or_read_personal_fields(d
             "DELETE FROM sites",
             "SELECT retention_drop_chunks('smart_home_readings', now())",
             "SELECT password_hash FROM users",
-            "SELECT bank_account FROM contracts",
+            "SELECT holder_ciphertext FROM contracts",
+            "SELECT wrapped_key FROM subject_keys",
             "SELECT actor_user_id FROM audit_records",
             "SELECT wording FROM consent_records",
             "SELECT username FROM login_events",

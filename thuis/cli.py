@@ -45,6 +45,7 @@ def _commands() -> dict[str, tuple[str, Callable[[], CommandModule]]]:
         "rollup": ("keep the hourly and daily energy rollups up to date", lazy("thuis.commands.rollup")),
         "api": ("serve the portal (FastAPI)", lazy("api.cli")),
         "users": ("create portal accounts and give sites their owner", lazy("thuis.commands.users")),
+        "keys": ("the keyring of personal data: master keys and rotation", lazy("thuis.commands.keys")),
         "stack": ("run the whole stack locally under .thuis/", lazy("thuis.commands.stack")),
     }
 

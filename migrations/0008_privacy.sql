@@ -13,7 +13,7 @@ BEGIN
        OR EXISTS (SELECT FROM marketing_contacts) THEN
         RAISE EXCEPTION 'this database holds personal data in plaintext from before migration 0008'
             USING HINT = 'No release of Thuis shipped before 0008: recreate the database (for the local '
-                         'stack: stop it and remove .thuis/postgres).';
+                         'stack: stop it and remove .thuis/pg).';
     END IF;
 END
 $$;

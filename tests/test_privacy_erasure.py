@@ -422,3 +422,33 @@ def test_the_portal_role_erases_only_through_the_function(database: Database):
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(cast("LiteralString", statement))
+
+
+async def test_an_erased_installer_leaves_the_owners_record_of_their_reads_without_their_name(
+    database: Database, households: dict[str, Household]
+):
+    other = households["other"]
+    with psycopg.connect(database.owner_url) as conn:
+        ilse, assignments = sql(
+            conn,
+            "SELECT u.user_id, count(a.*) FROM users u JOIN installer_assignments a "
+            "ON a.installer_user_id = u.user_id WHERE u.username = 'ilse' GROUP BY u.user_id",
+        )[0]
+        reads = sql(conn, "SELECT count(*) FROM audit_records WHERE site_id = %s", other.site_id)[0][0]
+    assert (assignments, reads) == (3, 1)
+    await erase(database, ilse)
+    with psycopg.connect(database.owner_url) as conn:
+        left = sql(
+            conn,
+            "SELECT actor_user_id, actor_role, resource FROM audit_records WHERE site_id = %s",
+            other.site_id,
+        )
+        assignment = sql(
+            conn,
+            "SELECT installer_user_id, company_id IS NOT NULL FROM installer_assignments WHERE site_id = %s",
+            other.site_id,
+        )
+        assert sql(conn, "SELECT count(*) FROM users WHERE username = 'ilse'") == [(0,)]
+    # The owner still sees that an installer of the company read their data, under which assignment.
+    assert left == [(None, "installer", "owner")]
+    assert assignment == [(None, True)]

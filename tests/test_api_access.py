@@ -379,3 +379,27 @@ async def test_readings_page_with_a_cursor_and_bucket_by_the_hour(world: World):
         400,
         "query parameter cursor: not a cursor this endpoint returned",
     )
+
+
+async def test_the_installer_reads_the_address_the_owner_set_and_the_read_is_recorded(world: World):
+    portal = world.portal
+    address = f"/api/v1/sites/{world.site_a}/address"
+    body = {"street": "Dorpsstraat", "house_number": "12a", "postcode": "3511ab", "city": "Utrecht"}
+    owner, installer = portal.people["owner-a"], portal.people["installer-a"]
+    stored = await portal.client.put(address, headers=owner.headers, json=body)
+    assert stored.status_code == 200, stored.text
+    assert (stored.json()["postcode"], stored.json()["postcode_area"]) == ("3511 AB", "3511")
+    read = await portal.client.get(address, headers=installer.headers)
+    assert read.json()["street"] == "Dorpsstraat"
+    assert (await portal.client.get(address, headers=portal.people["resident-a"].headers)).status_code == 403
+    assert portal.sql("SELECT resource, assignment_id FROM audit_records") == [
+        ("address", world.assignment_a)
+    ]
+    for wrong, detail in (
+        ({"postcode": "3511"}, "'3511' is not a Dutch postcode like '1234 AB'"),
+        ({"latitude": 52.0}, "give both latitude and longitude, or neither"),
+        ({"latitude": 91, "longitude": 5}, "latitude"),
+    ):
+        response = await portal.client.put(address, headers=owner.headers, json=wrong)
+        assert response.status_code == 422
+        assert detail in response.json()["detail"]

@@ -10,11 +10,12 @@ import asyncpg
 import psycopg
 import pytest
 
-from privacy.crypto import DecryptionError, Keyring, open_sealed
+from privacy.crypto import DecryptionError, Keyring, open_sealed, seal_json
 from privacy.erasure import ErasureError, erase_subject
 from privacy.records import add_marketing_contact, add_webshop_order
 from privacy.subject_keys import load_key
 from retention.catalogue import load_catalogue
+from retention.worker import run_retention
 from tests.conftest import Database
 from thuis.accounts import create_account, set_site_owner
 from thuis.registry import create_site
@@ -452,3 +453,34 @@ async def test_an_erased_installer_leaves_the_owners_record_of_their_reads_witho
     # The owner still sees that an installer of the company read their data, under which assignment.
     assert left == [(None, "installer", "owner")]
     assert assignment == [(None, True)]
+
+
+def test_when_retention_removes_an_account_its_sites_address_is_shredded_with_its_key(
+    database: Database, households: dict[str, Household]
+):
+    gone = households["gone"]  # the contract ended 8 years ago, so retention removes the account
+    keyring = database.keyring
+    with psycopg.connect(database.owner_url) as conn:
+        key_id = sql(conn, "SELECT key_id FROM users WHERE user_id = %s", gone.user_id)[0][0]
+        key = load_key(conn, keyring, key_id)
+        sealed = seal_json(key, {"street": "Dorpsstraat"}, context="sites.address")
+        sql(
+            conn,
+            "UPDATE sites SET postcode_area = '3511', address_key_id = %s, address_ciphertext = %s "
+            "WHERE site_id = %s",
+            key_id,
+            sealed,
+            gone.site_id,
+        )
+    with psycopg.connect(database.retention_url, autocommit=True) as conn:
+        run_retention(conn, load_catalogue(), now=NOW)
+    with psycopg.connect(database.owner_url) as conn:
+        site = sql(
+            conn,
+            "SELECT owner_user_id, postcode_area, address_key_id, address_ciphertext FROM sites "
+            "WHERE site_id = %s",
+            gone.site_id,
+        )
+        assert sql(conn, "SELECT count(*) FROM subject_keys WHERE key_id = %s", key_id) == [(0,)]
+    # The site and its coarse cell stay (product information); the address went with the key.
+    assert site == [(None, "3511", None, None)]

@@ -60,6 +60,14 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     },
     ("GET", "/api/v1/installer/company/assignments"): {"admin"},
     ("GET", "/api/v1/audit"): {"officer"},
+    # Data-subject requests: the one of the world is owner-a's, filed for resident-a.
+    ("POST", "/api/v1/privacy/requests"): {"owner-a", "officer"},
+    ("GET", "/api/v1/privacy/requests"): "anyone",
+    ("GET", "/api/v1/privacy/requests/{request_id}"): {"owner-a", "resident-a", "officer"},
+    ("POST", "/api/v1/privacy/requests/{request_id}/status"): {"officer"},
+    ("GET", "/api/v1/privacy/requests/{request_id}/download"): {"owner-a", "resident-a", "officer"},
+    ("GET", "/api/v1/privacy/queue"): {"officer"},
+    ("GET", "/api/v1/privacy/subjects"): {"officer"},
 }
 PEOPLE = {
     "owner-a": ("owner", {"holder_name": "A. de Vries"}),
@@ -83,6 +91,7 @@ class World:
     device_a: int
     grant_a: int
     assignment_a: int
+    request_a: int
 
 
 def api_routes() -> set[tuple[str, str]]:
@@ -141,7 +150,13 @@ async def world(database: Database) -> AsyncIterator[World]:
         assign("installer-revoked", assigned="-1 day", expires="10 days", revoked="-1 minute")
         for person in portal.people.values():
             assert (await portal.sign_in(person)).status_code == 200, person.username
-        yield World(portal, site_a, site_b, device_a, grant_a, assignment_a)
+        filed = await portal.client.post(
+            "/api/v1/privacy/requests",
+            json={"kind": "access", "subject_username": "resident-a"},
+            headers=portal.people["owner-a"].headers,
+        )
+        assert filed.status_code == 201, filed.text
+        yield World(portal, site_a, site_b, device_a, grant_a, assignment_a, filed.json()["request_id"])
 
 
 def request_for(world: World, method: str, path: str) -> tuple[str, dict[str, object] | None]:
@@ -151,6 +166,7 @@ def request_for(world: World, method: str, path: str) -> tuple[str, dict[str, ob
         grant_id=world.grant_a,
         assignment_id=world.assignment_a,
         session_id="00" * 32,
+        request_id=world.request_a,
     )
     bodies: dict[tuple[str, str], dict[str, object]] = {
         ("PUT", "/api/v1/sites/{site_id}/settings"): {"kind": "schedule", "name": "night", "definition": {}},
@@ -165,6 +181,9 @@ def request_for(world: World, method: str, path: str) -> tuple[str, dict[str, ob
             "installer_username": "installer-a",
             "expires_at": in_days(5),
         },
+        # For resident-a: only owner-a manages a home of theirs.
+        ("POST", "/api/v1/privacy/requests"): {"kind": "access", "subject_username": "resident-a"},
+        ("POST", "/api/v1/privacy/requests/{request_id}/status"): {"status": "in_progress"},
     }
     today = dt.datetime.now(dt.UTC).date()
     yesterday = today - dt.timedelta(days=1)
@@ -172,6 +191,7 @@ def request_for(world: World, method: str, path: str) -> tuple[str, dict[str, ob
         "/api/v1/sites/{site_id}/energy/hourly": f"?start={yesterday}T00:00:00Z&end={today}T00:00:00Z",
         "/api/v1/sites/{site_id}/energy/daily": f"?start={today - dt.timedelta(days=7)}&end={today}",
         "/api/v1/sites/{site_id}/energy/summary": f"?start={today - dt.timedelta(days=7)}&end={today}",
+        "/api/v1/privacy/subjects": "?email=resident-a@example.org",
     }
     return url + queries.get(path, ""), bodies.get((method, path))
 
@@ -203,6 +223,7 @@ async def test_every_request_for_someone_elses_site_is_refused_and_reveals_nothi
     assert portal.sql("SELECT count(*) FROM system_settings") == [(0,)]
     assert portal.sql("SELECT count(*) FROM resident_grants WHERE ended_at IS NULL") == [(1,)]
     assert portal.sql("SELECT count(*) FROM installer_assignments WHERE revoked_at IS NULL") == [(2,)]
+    assert portal.sql("SELECT count(*), min(status) FROM subject_requests") == [(1, "received")]
 
 
 async def test_those_allowed_to_read_site_a_can(world: World):

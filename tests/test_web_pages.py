@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -348,3 +349,59 @@ def test_pages_refuse_people_who_may_not_see_them(web: WebPortal, page: Page, br
 )
 def test_after_signing_in_a_person_goes_only_to_a_page_of_the_portal(target: str, goes_to: str):
     assert safe_next(target) == goes_to
+
+
+def test_an_owner_files_privacy_requests_and_the_officer_works_the_queue(
+    web: WebPortal, page: Page, browser: Browser
+):
+    anna = web.add_person("anna", "owner", email="anna@example.org")
+    olga = web.add_person("olga", "privacy_officer")
+    web.add_person("rita", "resident", resident_of="anna")
+    site_id = web.add_site("Grachtenhuis", owner="anna")
+    web.sql(
+        "INSERT INTO resident_grants (site_id, resident_user_id) "
+        "SELECT %s, user_id FROM users WHERE username = 'rita'",
+        site_id,
+    )
+    sign_in(page, web, anna)
+    page.get_by_role("link", name="Privacy").click()
+    page.get_by_role("button", name="Request a copy").click()
+    expect(page.get_by_role("status")).to_contain_text("for a copy of the data received: it is completed")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download ZIP").click()
+    with zipfile.ZipFile(download.value.path()) as archive:
+        assert {"README.txt", "manifest.json", "recipients.json", "user_data.json"} <= set(archive.namelist())
+
+    page.locator("#erasure").get_by_role("button", name="Ask for erasure").click()
+    expect(page.get_by_role("alert")).to_contain_text("tick the box to confirm")
+    page.locator("#erasure select").select_option("rita")
+    page.locator("#erasure").get_by_label("Yes, erase everything that can go").check()
+    page.locator("#erasure").get_by_role("button", name="Ask for erasure").click()
+    expect(page.get_by_role("status")).to_contain_text("for erasure received: it is received")
+    erasure_id = web.sql("SELECT request_id FROM subject_requests WHERE kind = 'erasure'")[0][0]
+    # Received 30 days ago: two days past its due date.
+    web.sql(
+        "UPDATE subject_requests SET received_at = received_at - interval '30 days' WHERE kind = 'erasure'"
+    )
+    screenshot(page, "privacy")
+
+    officer_context = browser.new_context(viewport={"width": 1200, "height": 900})
+    officer = officer_context.new_page()
+    try:
+        sign_in(officer, web, olga)
+        expect(officer).to_have_url(f"{web.base_url}/privacy/queue")  # her start page sends her there
+        row = officer.locator(f"#queue tr[data-request='{erasure_id}']")
+        expect(row).to_have_class("overdue")
+        expect(row.locator(".due")).to_contain_text("overdue 2 days")
+        row.get_by_role("button", name="Refuse").click()
+        expect(officer.get_by_role("alert")).to_contain_text("say why the request is refused")
+        screenshot(officer, "privacy-queue")
+        row = officer.locator(f"#queue tr[data-request='{erasure_id}']")
+        row.get_by_role("button", name="Complete").click()
+        expect(officer.get_by_role("status")).to_contain_text(f"Request {erasure_id} is completed: erased")
+        expect(officer.get_by_text("No open requests.")).to_be_visible()
+    finally:
+        officer_context.close()
+    assert web.sql("SELECT count(*) FROM users WHERE username = 'rita'") == [(0,)]
+    page.reload()
+    expect(page.locator(f"#requests tr[data-request='{erasure_id}'] .state")).to_have_text("completed")

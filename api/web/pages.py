@@ -6,12 +6,13 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from api.problems import not_found
-from api.web import auth_pages, site_pages
+from api.web import auth_pages, privacy_pages, site_pages
 from api.web.render import STATIC_DIR
 
 router = APIRouter(include_in_schema=False)
 router.include_router(auth_pages.router)
 router.include_router(site_pages.router)
+router.include_router(privacy_pages.router)
 
 # The files under /static/, by name: nothing else in the folder is served.
 STATIC_FILES = {"thuis.css": "text/css; charset=utf-8"}

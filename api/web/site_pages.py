@@ -47,9 +47,11 @@ SignedIn = Annotated[Principal, Depends(signed_in)]
 
 @router.get("/")
 async def home(request: Request, principal: SignedIn) -> Response:
-    """List the sites the person may see; one site goes straight to its page, an installer to theirs."""
+    """List the sites the person may see; one site goes to its page, installer and officer to their own."""
     if principal.role == "installer":
         return redirect("/installer")
+    if principal.role == "privacy_officer":
+        return redirect("/privacy/queue")
     async with pool_of(request).acquire() as conn:
         sites = await visible_sites(conn, principal=principal)
         if len(sites) == 1:

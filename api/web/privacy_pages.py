@@ -1,0 +1,226 @@
+"""Pages of data-subject requests: an owner files and follows them, the privacy officer works the queue."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import ValidationError
+
+from api import queries
+from api.params import MAX_ID, Id
+from api.personal import keyring_of
+from api.privacy_models import REQUEST_FILING
+from api.problems import Problem
+from api.routes.privacy import actor_of, answered_as_problems, filing_parts, record_request_read
+from api.security import Principal, pool_of
+from api.web.render import PageRoute, error_page, page, redirect
+from api.web.site_pages import DEFAULT_TIME_ZONE, SignedIn
+from privacy import requests
+from privacy.request_effects import RECTIFIABLE_FIELDS
+from privacy.request_model import RequestRefused
+from retention.catalogue import load_catalogue
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+# The wording shown with each consent box; the record keeps exactly what was shown.
+CONSENT_WORDING = {
+    "marketing": (
+        "Thuis may send me news and offers about energy products by email. I can withdraw this at any time."
+    ),
+    "research": (
+        "Thuis may use the measurements of my homes for market research beyond anonymised statistics. "
+        "I can withdraw this at any time."
+    ),
+    "analytics_cookies": (
+        "The portal may set analytics cookies to improve the website. I can withdraw this at any time."
+    ),
+}
+KIND_NAMES = {
+    "access": "a copy of the data",
+    "rectification": "rectification",
+    "restriction": "restriction",
+    "objection": "objection",
+    "consent": "consent",
+    "erasure": "erasure",
+}
+FIELD_LABELS = {
+    "holder_name": "Name",
+    "initials": "Initials",
+    "street_address": "Street and number",
+    "postcode": "Postcode",
+    "city": "City",
+    "email": "Email for invoices",
+    "bank_account": "Bank account (IBAN)",
+}
+KindId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+
+
+@router.get("/privacy")
+async def privacy(request: Request, principal: SignedIn, filed: KindId = None) -> Response:
+    """Show the person's requests with status and due date, and (owners) the forms to file one."""
+    if principal.role == "privacy_officer":
+        return redirect("/privacy/queue")
+    return await _privacy_page(request, principal, filed=filed)
+
+
+async def _privacy_page(
+    request: Request,
+    principal: Principal,
+    *,
+    filed: int | None = None,
+    error: str = "",
+    status_code: int = 200,
+) -> Response:
+    async with pool_of(request).acquire() as conn:
+        mine = await requests.list_requests(conn, keyring_of(request), actor=actor_of(principal))
+        residents = (
+            await requests.residents_of_owner(conn, owner_user_id=principal.user_id)
+            if principal.role == "owner"
+            else []
+        )
+        zone = await conn.fetchval(queries.SELECT_TIME_ZONE_OF_USER, principal.user_id)
+    notice = ""
+    for item in mine:
+        if item.request_id == filed:
+            notice = f"Request {item.request_id} for {KIND_NAMES[item.kind]} received: it is {_status(item)}."
+    return page(
+        request,
+        "privacy.html",
+        principal=principal,
+        status_code=status_code,
+        requests=mine,
+        residents=residents,
+        now=dt.datetime.now(dt.UTC),
+        time_zone=zone or DEFAULT_TIME_ZONE,
+        notice=notice,
+        error=error,
+        consent_wording=CONSENT_WORDING,
+        kind_names=KIND_NAMES,
+        field_labels={name: FIELD_LABELS[name] for name in RECTIFIABLE_FIELDS},
+    )
+
+
+def _status(item: requests.SubjectRequest) -> str:
+    return item.status.replace("_", " ")
+
+
+@router.post("/privacy/requests")
+async def file_request(request: Request, principal: SignedIn) -> Response:
+    """File a request from one of the page's forms (optional_principal has checked its CSRF token)."""
+    form = {name: value for name, value in (await request.form()).items() if isinstance(value, str)}
+    try:
+        body = REQUEST_FILING.validate_python(_filing(form))
+    except ValidationError as invalid:
+        message = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'][1:]) or 'form'}: {error['msg']}"
+            for error in invalid.errors()
+        )
+        return await _privacy_page(request, principal, error=message, status_code=422)
+    except ValueError as refused:
+        return await _privacy_page(request, principal, error=str(refused), status_code=422)
+    kind, subject, details, personal = filing_parts(body)
+    try:
+        async with pool_of(request).acquire() as conn:
+            request_id = await requests.file_request(
+                conn,
+                keyring_of(request),
+                filer=actor_of(principal),
+                kind=kind,
+                subject_username=subject,
+                details=details,
+                personal_details=personal,
+            )
+    except RequestRefused as refused:
+        if refused.status != 422:
+            raise Problem(refused.status, refused.detail) from None
+        return await _privacy_page(request, principal, error=refused.detail, status_code=422)
+    return redirect(f"/privacy?filed={request_id}")
+
+
+def _filing(form: dict[str, str]) -> dict[str, Any]:
+    """Return the API body a form of the page stands for."""
+    kind = form.get("kind", "")
+    details: dict[str, Any] = {}
+    if kind in ("restriction", "objection"):
+        details = {"action": form.get("action", "")}
+        if kind == "objection":
+            details["purpose"] = form.get("purpose", "")
+    elif kind == "consent":
+        purpose = form.get("purpose", "")
+        details = {"purpose": purpose, "given": form.get("given") == "yes"}
+        details["wording"] = CONSENT_WORDING.get(purpose, "")
+    elif kind == "rectification":
+        details = {name: value for name in RECTIFIABLE_FIELDS if (value := form.get(name, "").strip())}
+    elif kind == "erasure" and form.get("confirm") != "yes":
+        raise ValueError("erasure: tick the box to confirm that everything that can go should go")
+    return {"kind": kind, "subject_username": form.get("subject_username") or None, "details": details}
+
+
+@router.get("/privacy/queue")
+async def queue(request: Request, principal: SignedIn, changed: KindId = None) -> Response:
+    """Show the privacy officer the open requests, the soonest due first, overdue ones highlighted."""
+    return await _queue_page(request, principal, changed=changed)
+
+
+async def _queue_page(
+    request: Request,
+    principal: Principal,
+    *,
+    changed: int | None = None,
+    error: str = "",
+    status_code: int = 200,
+) -> Response:
+    if principal.role != "privacy_officer":
+        return error_page(request, 403, "this page is for the privacy officer only", principal)
+    actor = actor_of(principal)
+    keyring = keyring_of(request)
+    async with pool_of(request).acquire() as conn:
+        open_requests = await requests.open_requests(conn, keyring)
+        for item in open_requests:
+            await record_request_read(conn, actor=actor, request=item)
+        notice = ""
+        if changed is not None:
+            with answered_as_problems():
+                item = await requests.load_request(conn, keyring, request_id=changed, actor=actor)
+            notice = f"Request {item.request_id} is {_status(item)}" + (
+                f": {item.outcome}" if item.outcome else "."
+            )
+        zone = await conn.fetchval(queries.SELECT_TIME_ZONE_OF_USER, principal.user_id)
+    return page(
+        request,
+        "privacy_queue.html",
+        principal=principal,
+        status_code=status_code,
+        requests=open_requests,
+        now=dt.datetime.now(dt.UTC),
+        time_zone=zone or DEFAULT_TIME_ZONE,
+        notice=notice,
+        error=error,
+        kind_names=KIND_NAMES,
+    )
+
+
+@router.post("/privacy/requests/{request_id}/status")
+async def change_status(request: Request, principal: SignedIn, request_id: Id) -> Response:
+    """Move a request on from the queue: start, complete (which carries it out) or refuse with a note."""
+    form = await request.form()
+    status, note = form.get("status"), form.get("note")
+    try:
+        async with pool_of(request).acquire() as conn:
+            await requests.change_status(
+                conn,
+                keyring_of(request),
+                load_catalogue(),
+                request_id=request_id,
+                actor=actor_of(principal),
+                status=status if isinstance(status, str) else "",
+                note=note.strip() or None if isinstance(note, str) else None,
+            )
+    except RequestRefused as refused:
+        if refused.status not in (409, 422):
+            raise Problem(refused.status, refused.detail) from None
+        error = f"Request {request_id}: {refused.detail}"
+        return await _queue_page(request, principal, error=error, status_code=refused.status)
+    return redirect(f"/privacy/queue?changed={request_id}")

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.base import RequestResponseEndpoint
 
 from api.problems import install_problem_handlers
-from api.routes import account, energy, sharing, sites, staff
+from api.routes import account, energy, research, sharing, sites, staff
 from api.settings import ApiSettings
 from api.web import pages
 from thuis import __version__
@@ -62,7 +62,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.state.settings = settings
     install_problem_handlers(app)
-    for module in (account, sites, energy, sharing, staff):
+    for module in (account, sites, energy, sharing, staff, research):
         app.include_router(module.router)
     app.include_router(pages.router)
 

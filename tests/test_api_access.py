@@ -57,6 +57,8 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     },
     ("GET", "/api/v1/installer/company/assignments"): {"admin"},
     ("GET", "/api/v1/audit"): {"officer"},
+    ("POST", "/api/v1/research/exports"): {"researcher"},
+    ("GET", "/api/v1/research/exports"): {"researcher", "officer"},
 }
 PEOPLE = {
     "owner-a": ("owner", {"holder_name": "A. de Vries"}),

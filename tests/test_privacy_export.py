@@ -8,6 +8,7 @@ import datetime as dt
 import io
 import json
 import re
+import secrets
 import zipfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -22,11 +23,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from api.security import token_hash
 from privacy import export as export_module
 from privacy.export import prepare_export
 from privacy.export_request import ExportRefusedError, ExportRequest, research_measures
 from privacy.location import h3_cell
 from tests.conftest import Database
+from tests.portal import running_portal
 from thuis.cli import main as thuis_main
 from thuis.commands.db import set_role_password
 from thuis.localstack import PostgresCluster
@@ -538,3 +541,76 @@ def test_no_export_releases_a_group_under_k_or_anything_identifying_or_an_exclud
     assert all(size >= k for size in exported.manifest["cells"]["released"].values())
     released = exported.manifest["households"]["released"]
     assert released <= sum(home.owner == "ok" for home in homes)
+
+
+# --- The portal's API (people made with admin SQL: tests/portal.py's accounts are being rewritten) ---
+
+
+def person_with_session(database: Database, username: str, role: str) -> dict[str, str]:
+    """Create an account and an API session for it directly; return the headers to send."""
+    token = secrets.token_urlsafe(32)
+    with psycopg.connect(database.owner_url) as conn:
+        key_id = conn.execute(
+            "INSERT INTO subject_keys (scope, master_key_id, wrapped_key) "
+            "VALUES ('account', 'test', '\\x00') RETURNING key_id"
+        ).fetchall()[0][0]
+        user_id = conn.execute(
+            "INSERT INTO users (username, password_hash, role, key_id) VALUES (%s, 'not-a-hash', %s, %s) "
+            "RETURNING user_id",
+            (username, role, key_id),
+        ).fetchall()[0][0]
+        conn.execute(
+            "INSERT INTO sessions (token_sha256, user_id, kind, expires_at) "
+            "VALUES (%s, %s, 'api', now() + interval '1 hour')",
+            (token_hash(token), user_id),
+        )
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_researcher_receives_the_export_streamed_and_others_are_refused(database: Database):
+    seeded = seed(database, homes_in({"1011": 10}))
+    researcher = person_with_session(database, "researcher", "researcher")
+    officer = person_with_session(database, "officer", "privacy_officer")
+    owner = person_with_session(database, "owner", "owner")
+    body = {
+        "start": str(START),
+        "end": str(END),
+        "measures": list(MEASURES),
+        "resolution": "week",
+        "shape": "households",
+        "format": "parquet",
+    }
+    async with running_portal(database) as portal:
+        client = portal.client
+        response = await client.post("/api/v1/research/exports", json=body, headers=researcher)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/zip"
+        assert response.headers["content-disposition"].startswith('attachment; filename="thuis-export-')
+        exported = read_archive(response.content)
+        assert_nothing_identifying(exported, seeded)
+        assert len({row["pseudonym"] for row in exported.rows}) == 10
+
+        for headers in (owner, officer):
+            denied = await client.post("/api/v1/research/exports", json=body, headers=headers)
+            assert denied.status_code == 403
+        hourly = await client.post(
+            "/api/v1/research/exports", json={**body, "resolution": "hour"}, headers=researcher
+        )
+        assert hourly.status_code == 422
+        assert hourly.headers["content-type"] == "application/problem+json"
+        assert "per-household series only at daily resolution or coarser" in hourly.json()["detail"]
+        extra = await client.post("/api/v1/research/exports", json={**body, "site_id": 1}, headers=researcher)
+        assert (extra.status_code, extra.json()["detail"]) == (
+            422,
+            "body field site_id: Extra inputs are not permitted",
+        )
+
+        mine = await client.get("/api/v1/research/exports", headers=researcher)
+        assert [(r["status"], r["parameters"]["via"]) for r in mine.json()["items"]] == [
+            ("refused", "api"),
+            ("finished", "api"),
+        ]
+        assert mine.json()["items"][1]["manifest"]["households"]["released"] == 10
+        every = await client.get("/api/v1/research/exports", headers=officer)
+        assert len(every.json()["items"]) == 2
+        assert (await client.get("/api/v1/research/exports", headers=owner)).status_code == 403

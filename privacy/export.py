@@ -8,6 +8,7 @@ both run this code. See docs/anonymisation.md.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -103,6 +104,8 @@ class PreparedExport:
     rows: int = 0
     suppressed_groups: int = 0
     released_groups: int = 0
+    failure: str | None = None
+    closed: bool = False  # its record says finished or failed
 
     @property
     def filename(self) -> str:
@@ -115,7 +118,6 @@ class PreparedExport:
         """Stream the archive; record the export finished, or failed with the reason."""
         archive = ExportArchive(file_format=self.request.file_format, columns=self.columns)
         transform = self._household_batch if self.request.shape == "households" else self._aggregate_batch
-        finished = False
         try:
             cursor = await self.conn.cursor(self.statement, *self.arguments)
             while records := await cursor.fetch(FETCH_ROWS):
@@ -126,12 +128,33 @@ class PreparedExport:
             await self.transaction.commit()
             manifest = self.manifest = self._final_manifest()
             yield archive.finish(manifest)
-            finished = True
             await _close_record(self.conn, self.export_id, status="finished", manifest=manifest)
-        except BaseException as err:  # cancelled by a client that went away, too: the record says so
-            if not finished:
-                await _fail(self, err)
+            self.closed = True
+        except (GeneratorExit, asyncio.CancelledError):
+            raise  # not read to its end: `close` records it
+        except BaseException as err:
+            self.failure = _describe(err)
             raise
+
+    async def close(self) -> None:
+        """Record an export that did not finish as failed and end its transaction; safe to call twice.
+
+        Call it when the stream is over however it ended, outside any cancelled scope: a client that goes
+        away cancels the stream itself, and a cancelled task cannot write the record.
+        """
+        if self.closed:
+            return
+        reason = self.failure or "the archive was not read to its end (the client went away)"
+        log.warning("research export %d failed: %s", self.export_id, reason)
+        try:
+            if not self.conn.is_closed() and self.conn.is_in_transaction():
+                await self.transaction.rollback()
+            await _close_record(self.conn, self.export_id, status="failed", reason=reason)
+            self.closed = True
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as record_err:
+            log.error(  # noqa: TRY400 - the failure itself was logged above; this one needs no traceback
+                "research export %d: could not record its failure: %s", self.export_id, record_err
+            )
 
     def _household_batch(self, records: Sequence[asyncpg.Record]) -> list[list[Any]]:
         labels = [self.labels[record["site_id"]] for record in records]
@@ -400,20 +423,6 @@ async def _close_record(
     await conn.execute(
         queries.FINISH_EXPORT, export_id, status, None if manifest is None else json.dumps(manifest), reason
     )
-
-
-async def _fail(prepared: PreparedExport, err: BaseException) -> None:
-    """Roll back and record the failure; a connection that cannot say so any more is logged."""
-    reason = _describe(err)
-    log.warning("research export %d failed: %s", prepared.export_id, reason)
-    try:
-        if not prepared.conn.is_closed() and prepared.conn.is_in_transaction():
-            await prepared.transaction.rollback()
-        await _close_record(prepared.conn, prepared.export_id, status="failed", reason=reason)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as record_err:
-        log.error(  # noqa: TRY400 - the failure itself was logged above; this one needs no traceback
-            "research export %d: could not record its failure: %s", prepared.export_id, record_err
-        )
 
 
 def _describe(err: BaseException) -> str:

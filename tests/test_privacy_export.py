@@ -441,6 +441,33 @@ def test_the_archive_streams_in_batches(database: Database, export_url: str, mon
     assert len(sizes) >= 10 * DAYS * 2 // 25  # one chunk per batch of 25 rows, then the manifest
 
 
+def test_an_export_not_read_to_its_end_is_recorded_as_failed(
+    database: Database, export_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    seed(database, homes_in({"1011": 10}))
+    monkeypatch.setattr(export_module, "FETCH_ROWS", 25)
+
+    async def read_one_chunk() -> None:
+        conn = await asyncpg.connect(export_url)
+        try:
+            prepared = await prepare_export(
+                conn, request=request(file_format="parquet"), requested_by=None, via="test"
+            )
+            chunks = prepared.chunks()
+            await anext(chunks)
+            await chunks.aclose()  # what a client that goes away leaves behind
+            await prepared.close()
+            await prepared.close()
+            assert not conn.is_in_transaction()
+        finally:
+            await conn.close()
+
+    asyncio.run(read_one_chunk())
+    [(status, reason, manifest, _)] = records(database)
+    assert (status, manifest) == ("failed", None)
+    assert "not read to its end" in reason
+
+
 def test_the_command_line_writes_the_archive_and_refuses_with_the_reason(
     database: Database, export_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal
 
+import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Receive, Scope, Send
 
 from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
 from api.problems import PROBLEM_RESPONSES, Problem
@@ -23,6 +25,27 @@ from privacy.export_request import (
     Resolution,
 )
 from privacy.location import DEFAULT_K
+
+
+class _ArchiveResponse(StreamingResponse):
+    """A streamed archive that ends its export and gives back the connection however the stream ended.
+
+    A client that goes away cancels the stream (even before it starts); the cleanup runs after it, shielded.
+    """
+
+    def __init__(
+        self, content: AsyncIterator[bytes], *, on_close: Callable[[], Awaitable[None]], **kwargs: Any
+    ) -> None:
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._on_close()
+
 
 router = APIRouter(prefix="/api/v1/research", responses=PROBLEM_RESPONSES, tags=["research"])
 
@@ -107,17 +130,15 @@ async def create_export(request: Request, principal: Researcher, body: ExportBod
         await pool.release(conn)
         raise
 
-    async def archive() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in prepared.chunks():
-                yield chunk
-        finally:
-            await pool.release(conn)
+    async def done() -> None:
+        await prepared.close()
+        await pool.release(conn)
 
-    return StreamingResponse(
-        archive(),
+    return _ArchiveResponse(
+        prepared.chunks(),
         media_type=prepared.media_type,
         headers={"Content-Disposition": f'attachment; filename="{prepared.filename}"'},
+        on_close=done,
     )
 
 

@@ -96,6 +96,7 @@ async def export_to_file(
                     archive.write(chunk)
             staging.replace(out)
         finally:
+            await prepared.close()
             staging.unlink(missing_ok=True)
         return prepared.manifest
     finally:

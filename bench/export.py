@@ -196,7 +196,8 @@ def main() -> int:
             for kind, options in KINDS.items():
                 results[kind].append(asyncio.run(run_export(export_url, export_request(args, **options))))
                 rss[kind] = peak_rss_mib()
-            print(f"  run {run + 1} done", flush=True)
+            timings = ", ".join(f"{name} {runs[-1][0]:.1f} s" for name, runs in results.items())
+            print(f"  run {run + 1}: {timings}", flush=True)
     print(f"\nmedians of {args.runs} runs:")
     print(f"  {'what':<28} {'rows':>12} {'MB':>8} {'seconds':>8} {'rows/s':>11} {'vs COPY':>8}")
     ceiling = statistics.median(rows / seconds for seconds, rows, _ in results["plain COPY"])

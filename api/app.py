@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.base import RequestResponseEndpoint
 
 from api.problems import install_problem_handlers
-from api.routes import account, address, energy, privacy, sharing, sites, staff
+from api.routes import account, address, energy, privacy, research, sharing, sites, staff
 from api.settings import ApiSettings
 from api.web import pages
 from privacy.crypto import KeyringFile
@@ -66,7 +66,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.settings = settings
     app.state.keyring_file = KeyringFile(settings.keyring_file)
     install_problem_handlers(app)
-    for module in (account, sites, address, energy, sharing, staff, privacy):
+    for module in (account, sites, address, energy, sharing, staff, privacy, research):
         app.include_router(module.router)
     app.include_router(pages.router)
 

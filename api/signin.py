@@ -11,11 +11,12 @@ import asyncpg
 
 from api import queries
 from api.credentials import hash_password, needs_rehash, recovery_code_hash, totp_step, verify_password
-from api.personal import USERS_TOTP_SECRET, data_key, open_text
+from api.personal import data_key
 from api.problems import Problem
 from api.security import new_session_token
 from api.settings import ApiSettings
 from privacy.crypto import Keyring
+from privacy.fields import USERS_TOTP_SECRET, open_text
 from thuis.db import Connection
 
 log = logging.getLogger(__name__)

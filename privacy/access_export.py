@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import orjson
 
-from api.personal import (
+from privacy import access_export_queries as q
+from privacy.crypto import DecryptionError, Keyring
+from privacy.fields import (
     CONTRACTS_HOLDER,
     MARKETING_CONTACTS_CONTACT,
     SITES_ADDRESS,
@@ -35,8 +37,6 @@ from api.personal import (
     open_document,
     open_text,
 )
-from privacy import access_export_queries as q
-from privacy.crypto import DecryptionError, Keyring
 from privacy.purposes import INSTALLER_PURPOSE, PURPOSES_AND_RECIPIENTS, RESIDENT_PURPOSE
 from privacy.subject_keys import SubjectKeyError, load_key_async
 from retention.catalogue import Catalogue, Category

@@ -13,10 +13,8 @@ from typing import Any
 import psycopg
 
 from privacy.crypto import Keyring, seal_json
+from privacy.fields import MARKETING_CONTACTS_CONTACT, WEBSHOP_ORDERS_CUSTOMER
 from privacy.subject_keys import create_key
-
-WEBSHOP_ORDERS_CUSTOMER = "webshop_orders.customer"
-MARKETING_CONTACTS_CONTACT = "marketing_contacts.contact"
 
 INSERT_ORDER = """
 INSERT INTO webshop_orders (ordered_at, products, customer_user_id, key_id, customer_ciphertext)

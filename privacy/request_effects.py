@@ -6,10 +6,10 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from api.personal import CONTRACTS_HOLDER
 from privacy import request_queries as q
 from privacy.crypto import Keyring, open_json, seal_json
 from privacy.erasure import ErasureError, erase_subject
+from privacy.fields import CONTRACTS_HOLDER
 from privacy.request_model import DOWNLOAD_PERIOD, RequestRefused, SubjectRequest
 from privacy.subject_keys import load_key_async
 from retention.catalogue import Catalogue

@@ -17,10 +17,10 @@ from typing import Any
 
 import asyncpg
 
-from api.personal import SUBJECT_REQUESTS_DETAILS
 from privacy import request_effects
 from privacy import request_queries as q
 from privacy.crypto import Keyring, open_json, seal_json
+from privacy.fields import SUBJECT_REQUESTS_DETAILS
 from privacy.request_model import Actor, RequestRefused, SubjectRequest, TrailEntry
 from privacy.subject_keys import SubjectKeyError, load_key_async
 from retention.catalogue import Catalogue

@@ -68,6 +68,8 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/privacy/requests/{request_id}/download"): {"owner-a", "resident-a", "officer"},
     ("GET", "/api/v1/privacy/queue"): {"officer"},
     ("GET", "/api/v1/privacy/subjects"): {"officer"},
+    ("POST", "/api/v1/research/exports"): {"researcher"},
+    ("GET", "/api/v1/research/exports"): {"researcher", "officer"},
 }
 PEOPLE = {
     "owner-a": ("owner", {"holder_name": "A. de Vries"}),

@@ -12,6 +12,7 @@ import pytest
 
 from privacy.crypto import DecryptionError, Keyring, open_sealed, seal_json
 from privacy.erasure import ErasureError, erase_subject
+from privacy.fields import CONTEXTS
 from privacy.records import add_marketing_contact, add_webshop_order
 from privacy.subject_keys import load_key
 from retention.catalogue import load_catalogue
@@ -22,15 +23,6 @@ from thuis.registry import create_site
 
 NOW = dt.datetime.now(dt.UTC)
 PASSWORD = "correct horse battery staple"
-CONTEXTS = [
-    "users.email",
-    "users.totp_secret",
-    "contracts.holder",
-    "sites.address",
-    "webshop_orders.customer",
-    "marketing_contacts.contact",
-    "subject_requests.details",
-]
 
 
 @dataclass

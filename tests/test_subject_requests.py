@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.personal import CONTRACTS_HOLDER, MARKETING_CONTACTS_CONTACT, WEBSHOP_ORDERS_CUSTOMER
 from api.privacy_models import _iban_problem
 from privacy.access_export_queries import TABLES
 from privacy.crypto import open_json, seal_json
+from privacy.fields import CONTRACTS_HOLDER, MARKETING_CONTACTS_CONTACT, WEBSHOP_ORDERS_CUSTOMER
 from privacy.subject_keys import create_key, load_key
 from retention.catalogue import load_catalogue
 from tests.conftest import Database

@@ -9,9 +9,9 @@ import psycopg
 import pyotp
 
 from api.credentials import hash_password, new_recovery_codes, new_totp_secret, password_problem, totp_uri
-from api.personal import CONTRACTS_HOLDER, USERS_EMAIL, USERS_TOTP_SECRET
 from api.signin import TWO_FACTOR_ROLES
 from privacy.crypto import Keyring, seal, seal_json
+from privacy.fields import CONTRACTS_HOLDER, USERS_EMAIL, USERS_TOTP_SECRET
 from privacy.subject_keys import create_key
 
 ROLES = ("owner", "resident", "installer", "researcher", "privacy_officer")

@@ -44,6 +44,10 @@ def _commands() -> dict[str, tuple[str, Callable[[], CommandModule]]]:
         "retention": ("the data catalogue and its retention policies", lazy("thuis.commands.retention")),
         "rollup": ("keep the hourly and daily energy rollups up to date", lazy("thuis.commands.rollup")),
         "api": ("serve the portal (FastAPI)", lazy("api.cli")),
+        "export": (
+            "make a research export: per-household series or aggregates over at least k households",
+            lazy("thuis.commands.export"),
+        ),
         "users": ("create portal accounts and give sites their owner", lazy("thuis.commands.users")),
         "keys": ("the keyring of personal data: master keys and rotation", lazy("thuis.commands.keys")),
         "stack": ("run the whole stack locally under .thuis/", lazy("thuis.commands.stack")),

@@ -28,18 +28,11 @@ from api.models import (
     TotpConfirm,
     TotpSetup,
 )
-from api.personal import (
-    USERS_EMAIL,
-    USERS_TOTP_SECRET,
-    account_key,
-    data_key,
-    keyring_of,
-    open_text,
-    seal_text,
-)
+from api.personal import account_key, data_key, keyring_of
 from api.problems import PROBLEM_RESPONSES, Problem, not_found
 from api.security import SignedIn, pool_of, settings_of
 from api.signin import TWO_FACTOR_ROLES, sign_in
+from privacy.fields import USERS_EMAIL, USERS_TOTP_SECRET, open_text, seal_text
 
 router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES)
 

@@ -7,11 +7,12 @@ from fastapi import APIRouter, Request
 from api.access import owned_site, record_read, site_access
 from api.models import SiteAddress, SiteAddressChange
 from api.params import Id
-from api.personal import SITES_ADDRESS, account_key, data_key, keyring_of, open_document
+from api.personal import account_key, data_key, keyring_of
 from api.problems import PROBLEM_RESPONSES, Problem
 from api.security import SignedIn, pool_of
 from privacy.address import Address
 from privacy.crypto import seal_json
+from privacy.fields import SITES_ADDRESS, open_document
 from privacy.location import LocationError
 
 router = APIRouter(prefix="/api/v1", tags=["sites"], responses=PROBLEM_RESPONSES)

@@ -23,9 +23,10 @@ from api.models import (
 )
 from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
 from api.params import Id
-from api.personal import CONTRACTS_HOLDER, USERS_EMAIL, data_key, keyring_of, open_document, open_text
+from api.personal import data_key, keyring_of
 from api.problems import PROBLEM_RESPONSES, Problem, not_found
 from api.security import SignedIn, pool_of
+from privacy.fields import CONTRACTS_HOLDER, USERS_EMAIL, open_document, open_text
 from thuis.db import Connection
 
 router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES, tags=["sites"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-SERVICE_ROLES = ("thuis_ingest", "thuis_retention", "thuis_rollup", "thuis_api")
+SERVICE_ROLES = ("thuis_ingest", "thuis_retention", "thuis_rollup", "thuis_api", "thuis_export")
 
 
 def set_role_password(conn: psycopg.Connection, *, role: str, password: str) -> None:

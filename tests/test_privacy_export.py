@@ -441,6 +441,26 @@ def test_the_archive_streams_in_batches(database: Database, export_url: str, mon
     assert len(sizes) >= 10 * DAYS * 2 // 25  # one chunk per batch of 25 rows, then the manifest
 
 
+def test_runs_of_households_give_the_export_one_statement_would(
+    database: Database, export_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    seed(database, homes_in({"1011": 6, "1012": 6, "3511": 11, "3512": 12}, daily_import_kwh=3.0))
+    whole = {
+        shape: asyncio.run(export(export_url, request(shape=shape))) for shape in ("households", "aggregates")
+    }
+    monkeypatch.setattr(export_module, "HOUSEHOLDS_PER_QUERY", 4)  # runs of 4, or of whole cells
+    runs = {
+        shape: asyncio.run(export(export_url, request(shape=shape))) for shape in ("households", "aggregates")
+    }
+    assert runs["aggregates"].rows == whole["aggregates"].rows
+    for exported in (whole["households"], runs["households"]):
+        pseudonyms = [row["pseudonym"] for row in exported.rows]
+        assert pseudonyms == sorted(pseudonyms)  # in pseudonym order, each household's rows together
+    assert Counter(
+        tuple(v for k, v in row.items() if k != "pseudonym") for row in runs["households"].rows
+    ) == (Counter(tuple(v for k, v in row.items() if k != "pseudonym") for row in whole["households"].rows))
+
+
 def test_an_export_not_read_to_its_end_is_recorded_as_failed(
     database: Database, export_url: str, monkeypatch: pytest.MonkeyPatch
 ):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from privacy.fields import CONTRACT_HOLDER_FIELDS
+
 # A subject's homes, each with the period that is theirs: $1 sites, $2 from (NULL: always), $3 until.
 _WINDOWS = """
 WITH w AS (SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[])
@@ -19,6 +21,33 @@ _SITES = "SELECT DISTINCT site_id FROM w"
 
 def _in_window(column: str) -> str:
     return f"(w.since IS NULL OR {column} >= w.since) AND (w.until IS NULL OR {column} < w.until)"
+
+
+_ROLLUP_COLUMNS = (
+    "site_id",
+    "device_id",
+    "metric",
+    "samples",
+    "mean_value",
+    "min_value",
+    "max_value",
+    "last_value",
+    "last_at",
+)
+
+
+def _rollup(table: str, bucket: str, *, window_column: str) -> TableExport:
+    """Return the export of an energy rollup table (hourly or daily) of the subject's homes."""
+    columns = (bucket, *_ROLLUP_COLUMNS)
+    return TableExport(
+        table,
+        columns,
+        _WINDOWS
+        + f"SELECT {', '.join('r.' + c for c in columns)}\n"
+        + f"FROM w JOIN {table} r ON r.site_id = w.site_id AND {_in_window(window_column)}\n"
+        + f"ORDER BY r.device_id, r.metric, r.{bucket}",
+        ("windows",),
+    )
 
 
 @dataclass(frozen=True)
@@ -108,52 +137,8 @@ FROM w JOIN {table} r ON r.site_id = w.site_id AND """
             )
             for table in ("energy_readings", "smart_home_readings")
         ),
-        TableExport(
-            "energy_hourly",
-            (
-                "hour",
-                "site_id",
-                "device_id",
-                "metric",
-                "samples",
-                "mean_value",
-                "min_value",
-                "max_value",
-                "last_value",
-                "last_at",
-            ),
-            _WINDOWS
-            + """
-SELECT r.hour, r.site_id, r.device_id, r.metric, r.samples, r.mean_value, r.min_value, r.max_value,
-       r.last_value, r.last_at
-FROM w JOIN energy_hourly r ON r.site_id = w.site_id AND """
-            + _in_window("r.hour")
-            + " ORDER BY r.device_id, r.metric, r.hour",
-            ("windows",),
-        ),
-        TableExport(
-            "energy_daily",
-            (
-                "day",
-                "site_id",
-                "device_id",
-                "metric",
-                "samples",
-                "mean_value",
-                "min_value",
-                "max_value",
-                "last_value",
-                "last_at",
-            ),
-            _WINDOWS
-            + """
-SELECT r.day, r.site_id, r.device_id, r.metric, r.samples, r.mean_value, r.min_value, r.max_value,
-       r.last_value, r.last_at
-FROM w JOIN energy_daily r ON r.site_id = w.site_id AND """
-            + _in_window("r.last_at")
-            + " ORDER BY r.device_id, r.metric, r.day",
-            ("windows",),
-        ),
+        _rollup("energy_hourly", "hour", window_column="r.hour"),
+        _rollup("energy_daily", "day", window_column="r.last_at"),
         TableExport(
             "energy_rollup_pending",
             ("device_id", "hour"),
@@ -293,18 +278,7 @@ WHERE u.user_id = $1
         ),
         TableExport(
             "contracts",
-            (
-                "contract_id",
-                "started_at",
-                "ended_at",
-                "holder_name",
-                "initials",
-                "street_address",
-                "postcode",
-                "city",
-                "email",
-                "bank_account",
-            ),
+            ("contract_id", "started_at", "ended_at", *CONTRACT_HOLDER_FIELDS),
             "SELECT contract_id, started_at, ended_at, key_id, holder_ciphertext FROM contracts "
             "WHERE holder_user_id = $1 ORDER BY contract_id",
             ("user_id",),

@@ -235,6 +235,7 @@ async def prepare_export(
         # cannot shrink a released cell under k.
         transaction = conn.transaction(isolation="repeatable_read", readonly=True)
         await transaction.start()
+        await conn.execute(queries.SORT_MEMORY)
         selection = await _select_households(conn, request=request, measures=measures)
         cells = _release(selection, request)
         prepared = _plan(conn, request, measures, selection, cells, export_id, requested_at, transaction)

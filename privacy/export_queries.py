@@ -15,6 +15,9 @@ meter readings (the bucket's last reading minus the last one before the bucket; 
 the last reading before the period, else the bucket's lowest) and the sum of the time-weighted means else.
 """
 
+# A run of households (privacy.export.HOUSEHOLDS_PER_QUERY) sorts in memory with this much, not on disk.
+SORT_MEMORY = "SET LOCAL work_mem = '32MB'"
+
 # Every site whose data for the measures falls in the period, with its coarse cells and the first rule
 # that leaves it out (NULL: it may be exported). $1, $2 dates; $3 kinds, $4 metrics.
 _CANDIDATES = """

@@ -23,6 +23,16 @@ CONTEXTS = (
     MARKETING_CONTACTS_CONTACT,
     SUBJECT_REQUESTS_DETAILS,
 )
+# The fields of a contract holder's sealed document (contracts.holder_ciphertext).
+CONTRACT_HOLDER_FIELDS = (
+    "holder_name",
+    "initials",
+    "street_address",
+    "postcode",
+    "city",
+    "email",
+    "bank_account",
+)
 
 
 def open_text(key: bytes, sealed: bytes | None, *, context: str) -> str | None:

@@ -9,7 +9,7 @@ from typing import Any
 from privacy import request_queries as q
 from privacy.crypto import Keyring, open_json, seal_json
 from privacy.erasure import ErasureError, erase_subject
-from privacy.fields import CONTRACTS_HOLDER
+from privacy.fields import CONTRACT_HOLDER_FIELDS, CONTRACTS_HOLDER
 from privacy.request_model import DOWNLOAD_PERIOD, RequestRefused, SubjectRequest
 from privacy.subject_keys import load_key_async
 from retention.catalogue import Catalogue
@@ -17,15 +17,7 @@ from thuis.db import Connection
 
 # The fields of a billing record only the privacy officer changes (the owner corrects their account's email
 # and their homes' addresses themselves).
-RECTIFIABLE_FIELDS = (
-    "holder_name",
-    "initials",
-    "street_address",
-    "postcode",
-    "city",
-    "email",
-    "bank_account",
-)
+RECTIFIABLE_FIELDS = CONTRACT_HOLDER_FIELDS
 OBJECTION_COLUMNS = {"marketing": q.SET_OBJECTS_TO_MARKETING, "research": q.SET_OBJECTS_TO_RESEARCH}
 
 

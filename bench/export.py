@@ -149,7 +149,7 @@ def export_statement_as_copy(args: argparse.Namespace, sites: list[int]) -> sql.
         list(range(len(sites))),
         "day",
     ]
-    text = export_queries.HOUSEHOLD_SERIES
+    text = export_queries.HOUSEHOLD_SERIES_DAY
     for number in range(len(literals), 0, -1):  # $10 before $1
         text = text.replace(f"${number}", "{p" + str(number) + "}")
     query = sql.SQL(text).format(**{f"p{n}": sql.Literal(v) for n, v in enumerate(literals, start=1)})

@@ -235,7 +235,7 @@ async def prepare_export(
         # cannot shrink a released cell under k.
         transaction = conn.transaction(isolation="repeatable_read", readonly=True)
         await transaction.start()
-        await conn.execute(queries.SORT_MEMORY)
+        await conn.execute(queries.SESSION_SETTINGS)
         selection = await _select_households(conn, request=request, measures=measures)
         cells = _release(selection, request)
         prepared = _plan(conn, request, measures, selection, cells, export_id, requested_at, transaction)
@@ -344,12 +344,14 @@ def _plan(  # noqa: PLR0917 - the parts of a plan, named
         sites.sort(key=pseudonyms.__getitem__)  # rows come in pseudonym order, which says nothing of the site
         labels = {site: (pseudonyms[site], cells.released[site]) for site in sites}
         per_site: list[Any] = list(range(len(sites)))
-        statement, columns = queries.HOUSEHOLD_SERIES, tuple(HOUSEHOLD_COLUMNS)
+        statement = queries.HOUSEHOLD_SERIES_DAY if request.resolution == "day" else queries.HOUSEHOLD_SERIES
+        columns = tuple(HOUSEHOLD_COLUMNS)
     else:
         per_site = [cells.released[site] for site in sites]
         statement = {
             "15min": queries.AGGREGATES_QUARTER_HOURLY,
             "hour": queries.AGGREGATES_HOURLY,
+            "day": queries.AGGREGATES_DAY,
         }.get(request.resolution, queries.AGGREGATES_DAILY)
         columns = _aggregate_columns(request.resolution)
     arguments: tuple[Any, ...] = (sites, start, end, *measure_arguments, per_site)

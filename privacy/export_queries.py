@@ -15,8 +15,9 @@ meter readings (the bucket's last reading minus the last one before the bucket; 
 the last reading before the period, else the bucket's lowest) and the sum of the time-weighted means else.
 """
 
-# A run of households (privacy.export.HOUSEHOLDS_PER_QUERY) sorts in memory with this much, not on disk.
-SORT_MEMORY = "SET LOCAL work_mem = '32MB'"
+# A run of households (privacy.export.HOUSEHOLDS_PER_QUERY) sorts in memory with this much, not on disk;
+# compiling the statements (JIT) would cost more than it saves on runs of this size.
+SESSION_SETTINGS = "SET LOCAL work_mem = '32MB'; SET LOCAL jit = off"
 
 # Every site whose data for the measures falls in the period, with its coarse cells and the first rule
 # that leaves it out (NULL: it may be exported). $1, $2 dates; $3 kinds, $4 metrics.
@@ -42,17 +43,21 @@ CANDIDATES_HOURLY = _CANDIDATES.format(table="energy_hourly", column="hour")
 
 _WANTED = """
 wanted AS (
-    SELECT * FROM unnest($4::text[], $5::text[], $6::boolean[]) AS w(device_kind, metric, meter)
+    SELECT w.*, w.device_kind || '.' || w.metric AS measure
+    FROM unnest($4::text[], $5::text[], $6::boolean[]) WITH ORDINALITY
+         AS w(device_kind, metric, meter, measure_no)
 )"""
 
-# Per device, metric and bucket from a source, then per household, bucket and measure (household_values).
+# Per device, measure and bucket from a source, then per household, bucket and measure (household_values).
+# Rows are grouped and sorted by the measure's number in the request, not its name: integer keys sort fast,
+# text keys by the collation's rules; a text column that depends on the others comes last, never compared.
 _HOUSEHOLD_VALUES = """
 lagged AS (
     SELECT p.*,
-           lag(p.last_value) OVER (PARTITION BY p.device_id, p.metric ORDER BY p.bucket) AS previous_last
+           lag(p.last_value) OVER (PARTITION BY p.device_id, p.measure_no ORDER BY p.bucket) AS previous_last
     FROM per_device AS p
 ), household_values AS (
-    SELECT l.site_id, l.bucket, l.device_kind || '.' || l.metric AS measure, bool_or(l.meter) AS meter,
+    SELECT l.site_id, l.bucket, l.measure_no, bool_or(l.meter) AS meter,
            sum(CASE WHEN l.meter THEN l.last_value - coalesce(l.previous_last, before.last_value, l.min_value)
                     ELSE l.mean_value END) AS value,
            max(l.days) AS days
@@ -60,20 +65,30 @@ lagged AS (
     LEFT JOIN LATERAL (
         {before}
     ) AS before ON true
-    GROUP BY l.site_id, l.bucket, l.device_kind, l.metric
+    GROUP BY l.site_id, l.bucket, l.measure_no
 )"""
 
 _DAILY_PER_DEVICE = """
 per_device AS (
-    SELECT e.site_id, e.device_id, e.metric, w.device_kind, w.meter,
-           date_trunc($8::text, e.day)::date AS bucket,
+    SELECT e.site_id, e.device_id, w.measure_no, date_trunc($8::text, e.day)::date AS bucket, e.metric,
+           w.meter,
            sum(e.mean_value * e.samples) / sum(e.samples) AS mean_value, min(e.min_value) AS min_value,
            last(e.last_value, e.day) AS last_value, count(*)::integer AS days
     FROM energy_daily AS e
     JOIN devices AS d ON d.device_id = e.device_id
     JOIN wanted AS w ON w.device_kind = d.device_kind AND w.metric = e.metric
     WHERE e.site_id = ANY ($1::bigint[]) AND e.day >= $2::date AND e.day < $3::date
-    GROUP BY e.site_id, e.device_id, e.metric, w.device_kind, w.meter, bucket
+    GROUP BY e.site_id, e.device_id, w.measure_no, bucket, e.metric, w.meter
+)"""
+# At daily resolution a device's day is one rollup row already: nothing to group. ($8 is 'day'.)
+_DAY_PER_DEVICE = """
+per_device AS (
+    SELECT e.site_id, e.device_id, w.measure_no, e.day AS bucket, e.metric, w.meter, e.mean_value,
+           e.min_value, e.last_value, 1 AS days
+    FROM energy_daily AS e
+    JOIN devices AS d ON d.device_id = e.device_id
+    JOIN wanted AS w ON w.device_kind = d.device_kind AND w.metric = e.metric
+    WHERE e.site_id = ANY ($1::bigint[]) AND e.day >= $2::date AND e.day < $3::date AND $8::text = 'day'
 )"""
 _DAILY_BEFORE = """SELECT p.last_value FROM energy_daily AS p
         WHERE l.meter AND l.previous_last IS NULL AND p.device_id = l.device_id AND p.metric = l.metric
@@ -82,7 +97,7 @@ _DAILY_BEFORE = """SELECT p.last_value FROM energy_daily AS p
 
 _HOURLY_PER_DEVICE = """
 per_device AS (
-    SELECT h.site_id, h.device_id, h.metric, w.device_kind, w.meter, h.hour AS bucket,
+    SELECT h.site_id, h.device_id, w.measure_no, h.hour AS bucket, h.metric, w.meter,
            h.mean_value, h.min_value, h.last_value, 1 AS days
     FROM energy_hourly AS h
     JOIN devices AS d ON d.device_id = h.device_id
@@ -96,15 +111,15 @@ _HOURLY_BEFORE = """SELECT p.last_value FROM energy_hourly AS p
 
 _QUARTER_PER_DEVICE = """
 per_device AS (
-    SELECT r.site_id, r.device_id, r.metric, w.device_kind, w.meter,
-           time_bucket('15 minutes', r.measured_at) AS bucket, avg(r.value) AS mean_value,
+    SELECT r.site_id, r.device_id, w.measure_no, time_bucket('15 minutes', r.measured_at) AS bucket,
+           r.metric, w.meter, avg(r.value) AS mean_value,
            min(r.value) AS min_value, last(r.value, r.measured_at) AS last_value, 1 AS days
     FROM energy_readings AS r
     JOIN devices AS d ON d.device_id = r.device_id
     JOIN wanted AS w ON w.device_kind = d.device_kind AND w.metric = r.metric
     WHERE r.site_id = ANY ($1::bigint[]) AND r.measured_at >= $2::timestamptz
       AND r.measured_at < $3::timestamptz
-    GROUP BY r.site_id, r.device_id, r.metric, w.device_kind, w.meter, bucket
+    GROUP BY r.site_id, r.device_id, w.measure_no, bucket, r.metric, w.meter
 )"""
 _QUARTER_BEFORE = """SELECT p.value AS last_value FROM energy_readings AS p
         WHERE l.meter AND l.previous_last IS NULL AND p.device_id = l.device_id AND p.metric = l.metric
@@ -117,29 +132,32 @@ def _values(per_device: str, before: str) -> str:
 
 
 _DAILY_VALUES = _values(_DAILY_PER_DEVICE, _DAILY_BEFORE)
+_DAY_VALUES = _values(_DAY_PER_DEVICE, _DAILY_BEFORE)
 _HOURLY_VALUES = _values(_HOURLY_PER_DEVICE, _HOURLY_BEFORE)
 _QUARTER_VALUES = _values(_QUARTER_PER_DEVICE, _QUARTER_BEFORE)
 
 # Per household (by its rank: the order of the pseudonyms) a series per day, week or month.
-HOUSEHOLD_SERIES = (
-    _DAILY_VALUES
-    + """
-SELECT v.site_id, v.bucket, v.measure, v.meter, v.value, v.days
+_SERIES = """
+SELECT v.site_id, v.bucket, w.measure, v.meter, v.value, v.days
 FROM household_values AS v
 JOIN unnest($1::bigint[], $7::integer[]) AS r(site_id, rank) ON r.site_id = v.site_id
-ORDER BY r.rank, v.bucket, v.measure
+JOIN wanted AS w ON w.measure_no = v.measure_no
+ORDER BY r.rank, v.bucket, v.measure_no
 """
-)
+HOUSEHOLD_SERIES = _DAILY_VALUES + _SERIES  # weeks and months
+HOUSEHOLD_SERIES_DAY = _DAY_VALUES + _SERIES
 
 _AGGREGATE = """
-SELECT c.cell, v.bucket, v.measure, bool_or(v.meter) AS meter, count(*)::integer AS households,
+SELECT c.cell, v.bucket, w.measure, bool_or(v.meter) AS meter, count(*)::integer AS households,
        sum(v.value) AS total, avg(v.value) AS mean
 FROM household_values AS v
 JOIN unnest($1::bigint[], $7::text[]) AS c(site_id, cell) ON c.site_id = v.site_id
-GROUP BY c.cell, v.bucket, v.measure
-ORDER BY c.cell, v.bucket, v.measure
+JOIN wanted AS w ON w.measure_no = v.measure_no
+GROUP BY c.cell, v.bucket, v.measure_no, w.measure
+ORDER BY c.cell COLLATE "C", v.bucket, v.measure_no
 """
-AGGREGATES_DAILY = _DAILY_VALUES + _AGGREGATE
+AGGREGATES_DAILY = _DAILY_VALUES + _AGGREGATE  # weeks and months
+AGGREGATES_DAY = _DAY_VALUES + _AGGREGATE
 AGGREGATES_HOURLY = _HOURLY_VALUES + _AGGREGATE
 AGGREGATES_QUARTER_HOURLY = _QUARTER_VALUES + _AGGREGATE
 

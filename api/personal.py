@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from api import queries
 from privacy.crypto import Keyring, KeyringFile
 from privacy.subject_keys import SubjectKeyError, load_key_async
 from thuis.db import Connection
@@ -22,7 +23,7 @@ async def data_key(conn: Connection, keyring: Keyring, key_id: int) -> bytes:
 
 async def account_key(conn: Connection, keyring: Keyring, user_id: int) -> bytes:
     """Return the unwrapped data key of an account."""
-    key_id = await conn.fetchval("SELECT key_id FROM users WHERE user_id = $1", user_id)
+    key_id = await conn.fetchval(queries.SELECT_KEY_OF_USER, user_id)
     if key_id is None:
         raise SubjectKeyError(f"there is no account {user_id}")
     return await load_key_async(conn, keyring, key_id)

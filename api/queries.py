@@ -63,6 +63,13 @@ UPDATE users SET totp_secret_ciphertext = NULL, totp_confirmed_at = NULL, totp_l
 WHERE user_id = $1
 """
 SET_EMAIL = "UPDATE users SET email_ciphertext = $2, email_hash = $3 WHERE user_id = $1"
+SELECT_SITE_ADDRESS = """
+SELECT postcode_area, h3_cell, address_key_id, address_ciphertext FROM sites WHERE site_id = $1
+"""
+SET_SITE_ADDRESS = """
+UPDATE sites SET postcode_area = $2, h3_cell = $3, address_key_id = $4, address_ciphertext = $5
+WHERE site_id = $1
+"""
 SELECT_KEY_OF_USER = "SELECT key_id FROM users WHERE user_id = $1"
 SELECT_TOTP_ENABLED = "SELECT totp_confirmed_at IS NOT NULL FROM users WHERE user_id = $1"
 SET_RECOVERY_CODES = "UPDATE users SET recovery_code_hashes = $2 WHERE user_id = $1"

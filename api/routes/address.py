@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from api import queries
 from api.access import owned_site, record_read, site_access
 from api.models import SiteAddress, SiteAddressChange
 from api.params import Id
-from api.personal import account_key, data_key, keyring_of
+from api.personal import data_key, keyring_of
 from api.problems import PROBLEM_RESPONSES, Problem
 from api.security import SignedIn, pool_of
 from privacy.address import Address
@@ -17,15 +18,6 @@ from privacy.location import LocationError
 
 router = APIRouter(prefix="/api/v1", tags=["sites"], responses=PROBLEM_RESPONSES)
 
-SELECT_ADDRESS = """
-SELECT postcode_area, h3_cell, address_key_id, address_ciphertext FROM sites WHERE site_id = $1
-"""
-SET_ADDRESS = """
-UPDATE sites SET postcode_area = $2, h3_cell = $3, address_key_id = $4, address_ciphertext = $5
-WHERE site_id = $1
-"""
-SELECT_OWNER_KEY = "SELECT key_id FROM users WHERE user_id = $1"
-
 
 @router.get("/sites/{site_id}/address", summary="Where a site is (owner, assigned installer)")
 async def get_address(request: Request, principal: SignedIn, site_id: Id) -> SiteAddress:
@@ -34,7 +26,7 @@ async def get_address(request: Request, principal: SignedIn, site_id: Id) -> Sit
         access = await site_access(conn, principal=principal, site_id=site_id)
         if access.via == "resident":
             raise Problem(403, "a resident does not see the address data of the owner")
-        row = await conn.fetchrow(SELECT_ADDRESS, site_id)
+        row = await conn.fetchrow(queries.SELECT_SITE_ADDRESS, site_id)
         document = {}
         if row is not None and row["address_key_id"] is not None:
             key = await data_key(conn, keyring_of(request), row["address_key_id"])
@@ -61,8 +53,8 @@ async def set_address(
     keyring = keyring_of(request)
     async with pool_of(request).acquire() as conn, conn.transaction():
         await owned_site(conn, principal=principal, site_id=site_id)
-        key_id = await conn.fetchval(SELECT_OWNER_KEY, principal.user_id)
-        key = await account_key(conn, keyring, principal.user_id)
+        key_id = await conn.fetchval(queries.SELECT_KEY_OF_USER, principal.user_id)
+        key = await data_key(conn, keyring, key_id)
         sealed = seal_json(key, address.document(), context=SITES_ADDRESS)
-        await conn.execute(SET_ADDRESS, site_id, postcode_area, cell, key_id, sealed)
+        await conn.execute(queries.SET_SITE_ADDRESS, site_id, postcode_area, cell, key_id, sealed)
     return SiteAddress(**address.document(), postcode_area=postcode_area, h3_cell=cell)

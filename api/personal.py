@@ -1,4 +1,4 @@
-"""Personal fields in the portal: the keyring, and the data key of the subject a field belongs to."""
+"""Personal fields in the portal: the keyring as it is now, and the data key of an account."""
 
 from __future__ import annotations
 
@@ -14,11 +14,6 @@ def keyring_of(request: Request) -> Keyring:
     """Return the keyring as its file holds it now (rotation needs no restart)."""
     keyring_file: KeyringFile = request.app.state.keyring_file
     return keyring_file.get()
-
-
-async def data_key(conn: Connection, keyring: Keyring, key_id: int) -> bytes:
-    """Return a subject's unwrapped data key."""
-    return await load_key_async(conn, keyring, key_id)
 
 
 async def account_key(conn: Connection, keyring: Keyring, user_id: int) -> bytes:

@@ -11,12 +11,12 @@ import asyncpg
 
 from api import queries
 from api.credentials import hash_password, needs_rehash, recovery_code_hash, totp_step, verify_password
-from api.personal import data_key
 from api.problems import Problem
 from api.security import new_session_token
 from api.settings import ApiSettings
 from privacy.crypto import Keyring
 from privacy.fields import USERS_TOTP_SECRET, open_text
+from privacy.subject_keys import load_key_async
 from thuis.db import Connection
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ async def _totp_secret(conn: Connection, keyring: Keyring, user: asyncpg.Record)
     """Return the account's TOTP secret in the clear ("" when it has none)."""
     if user["totp_secret_ciphertext"] is None:
         return ""
-    key = await data_key(conn, keyring, user["key_id"])
+    key = await load_key_async(conn, keyring, user["key_id"])
     return open_text(key, user["totp_secret_ciphertext"], context=USERS_TOTP_SECRET) or ""
 
 

@@ -8,13 +8,14 @@ from api import queries
 from api.access import owned_site, record_read, site_access
 from api.models import SiteAddress, SiteAddressChange
 from api.params import Id
-from api.personal import data_key, keyring_of
+from api.personal import keyring_of
 from api.problems import PROBLEM_RESPONSES, Problem
 from api.security import SignedIn, pool_of
 from privacy.address import Address
 from privacy.crypto import seal_json
 from privacy.fields import SITES_ADDRESS, open_document
 from privacy.location import LocationError
+from privacy.subject_keys import load_key_async
 
 router = APIRouter(prefix="/api/v1", tags=["sites"], responses=PROBLEM_RESPONSES)
 
@@ -29,7 +30,7 @@ async def get_address(request: Request, principal: SignedIn, site_id: Id) -> Sit
         row = await conn.fetchrow(queries.SELECT_SITE_ADDRESS, site_id)
         document = {}
         if row is not None and row["address_key_id"] is not None:
-            key = await data_key(conn, keyring_of(request), row["address_key_id"])
+            key = await load_key_async(conn, keyring_of(request), row["address_key_id"])
             document = open_document(key, row["address_ciphertext"], context=SITES_ADDRESS)
         await record_read(conn, principal=principal, access=access, resource="address")
     address = Address.from_document(document)
@@ -54,7 +55,7 @@ async def set_address(
     async with pool_of(request).acquire() as conn, conn.transaction():
         await owned_site(conn, principal=principal, site_id=site_id)
         key_id = await conn.fetchval(queries.SELECT_KEY_OF_USER, principal.user_id)
-        key = await data_key(conn, keyring, key_id)
+        key = await load_key_async(conn, keyring, key_id)
         sealed = seal_json(key, address.document(), context=SITES_ADDRESS)
         await conn.execute(queries.SET_SITE_ADDRESS, site_id, postcode_area, cell, key_id, sealed)
     return SiteAddress(**address.document(), postcode_area=postcode_area, h3_cell=cell)

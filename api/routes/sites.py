@@ -23,10 +23,11 @@ from api.models import (
 )
 from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
 from api.params import Id
-from api.personal import data_key, keyring_of
+from api.personal import keyring_of
 from api.problems import PROBLEM_RESPONSES, Problem, not_found
 from api.security import SignedIn, pool_of
 from privacy.fields import CONTRACTS_HOLDER, USERS_EMAIL, open_document, open_text
+from privacy.subject_keys import load_key_async
 from thuis.db import Connection
 
 router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES, tags=["sites"])
@@ -88,9 +89,11 @@ async def owner_contact(request: Request, principal: SignedIn, site_id: SiteId) 
             raise not_found(f"the owner of site {site_id}")
         keyring = keyring_of(request)
         holder = open_document(
-            await data_key(conn, keyring, row["key_id"]), row["holder_ciphertext"], context=CONTRACTS_HOLDER
+            await load_key_async(conn, keyring, row["key_id"]),
+            row["holder_ciphertext"],
+            context=CONTRACTS_HOLDER,
         )
-        user_key = await data_key(conn, keyring, row["user_key_id"])
+        user_key = await load_key_async(conn, keyring, row["user_key_id"])
         account_email = open_text(user_key, row["email_ciphertext"], context=USERS_EMAIL)
         await record_read(conn, principal=principal, access=access, resource="owner")
     return OwnerContact(

@@ -15,7 +15,7 @@ from api.problems import install_problem_handlers
 from api.routes import account, address, energy, privacy, research, sharing, sites, staff
 from api.settings import ApiSettings
 from api.web import pages
-from privacy.crypto import KeyringFile
+from privacy.keys.crypto import KeyringFile
 from thuis import __version__
 
 log = logging.getLogger(__name__)

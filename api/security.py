@@ -13,8 +13,8 @@ import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
-from api import queries
 from api.problems import Problem
+from api.queries import portal as queries
 from api.settings import ApiSettings
 from thuis.db import Connection
 

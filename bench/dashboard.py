@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import psycopg
 
-from api.energy import (
+from api.services.energy import (
     DailyPoint,
     HourlyPoint,
     daily_series,
@@ -39,8 +39,8 @@ from api.energy import (
     hourly_series_raw,
 )
 from bench.stack import bench_stack
+from ops.roles import set_role_password
 from rollup.worker import BATCH_HOURS, drain_pending
-from thuis.commands.db import set_role_password
 
 TIME_ZONE = "Europe/Amsterdam"
 # One row per minute: a daily load profile with an evening peak, and solar between 6:00 and 20:00 local

@@ -4,7 +4,7 @@
 
 Seeds owners, sites in 200 postcode areas with a Maxem grid meter each, and `--days` days of daily rollups
 of two measures (import meter reading in kWh, power in W) straight into `energy_daily`: households x days x
-2 rows. Then, as the `thuis_export` role and with the code of `thuis export` (`privacy.export`), it times
+2 rows. Then, as the `thuis_export` role and with the code of `thuis export` (`privacy.research.export`), it times
 `--runs` exports of each kind (per-household daily series as CSV and as Parquet, daily aggregates per cell),
 counting the archive's bytes and throwing them away, and in the same run, as the owner:
 
@@ -33,10 +33,10 @@ import psycopg
 from psycopg import sql
 
 from bench.stack import bench_stack
-from privacy import export_queries
-from privacy.export import prepare_export
-from privacy.export_request import ExportRequest
-from thuis.commands.db import set_role_password
+from ops.roles import set_role_password
+from privacy.research import queries as export_queries
+from privacy.research.export import prepare_export
+from privacy.research.request import ExportRequest
 
 START = dt.date(2025, 1, 6)  # a Monday
 AREAS = 200

@@ -43,11 +43,11 @@ from bench.stack import BenchStack, CpuMeter, IngestRun, bench_stack, process_cp
 from gateway_sim.cli import command_line
 from gateway_sim.fleet import build_fleet, generate_messages
 from gateway_sim.messages import SimMessage
-from gateway_sim.provision import provision
 from gateway_sim.publisher import publish
-from ingest.mqtt import GATEWAY_TOPICS
-from thuis.certs import INGEST_IDENTITY, client_paths
-from thuis.settings import IngestSettings
+from ingest.receiver import GATEWAY_TOPICS
+from ingest.settings import IngestSettings
+from ops.provision import provision
+from thuis.identity import INGEST_IDENTITY, client_paths
 
 RECEIVE_MAXIMUM = IngestSettings.model_fields["receive_maximum"].default
 READING_COLUMNS = ("measured_at", "device_id", "site_id", "value", "metric")

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import psycopg
 
-from thuis.certs import INGEST_IDENTITY, client_paths, init_certificates
-from thuis.commands.db import set_role_password
-from thuis.localstack import MosquittoBroker, PostgresCluster, free_port
-from thuis.migrate import migrate
+from ops.certs import init_certificates
+from ops.localstack import MosquittoBroker, PostgresCluster, free_port
+from ops.migrate import migrate
+from ops.roles import set_role_password
+from thuis.identity import INGEST_IDENTITY, client_paths
 
 DATABASE = "thuis_bench"
 
@@ -98,7 +99,7 @@ class IngestRun:
         self.log_path = log_path
         with log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "thuis", "ingest"],
+                [sys.executable, "-m", "cli", "ingest"],
                 env=stack.ingest_environment(self.status_port),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

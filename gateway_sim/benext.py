@@ -39,7 +39,7 @@ from gateway_sim.profiles import (
     solar_kw,
     unit,
 )
-from thuis.registry import Vendor
+from thuis.identity import Vendor
 
 NodeType = Literal["multisensor", "door", "switch", "thermostat", "p1meter"]
 Value = bool | int | float

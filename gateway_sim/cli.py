@@ -13,15 +13,12 @@ from pathlib import Path
 from types import FrameType
 
 import orjson
-import psycopg
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway_sim.connection import DEFAULT_MAX_OUTSTANDING, MqttConnectionError
 from gateway_sim.fleet import DEFAULT_INTERVAL_S, DEFAULT_PREFIX, FleetError, build_fleet, generate_messages
-from gateway_sim.provision import provision
 from gateway_sim.publisher import DEFAULT_DRAIN_TIMEOUT_S, FleetPublisher, PublishReport
-from thuis.settings import ThuisSettings
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +74,7 @@ def command_line(*arguments: str, port: int, certs_dir: Path, host: str = "local
     return [
         sys.executable,
         "-m",
-        "thuis",
+        "cli",
         "sim",
         f"--host={host}",
         f"--port={port}",
@@ -146,23 +143,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"how long to wait for outstanding PUBACKs at the end ({DEFAULT_DRAIN_TIMEOUT_S:.0f})",
     )
-    parser.add_argument(
-        "--provision",
-        action="store_true",
-        help="first register the gateways in $THUIS_DATABASE_URL and issue their certificates",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Provision if asked, publish the simulated fleet's messages, print a one-line JSON summary."""
+    """Publish the simulated fleet's messages, print a one-line JSON summary."""
     if args.certs is None:
         log.error("no certificate directory: pass --certs or set THUIS_CERTS_DIR")
         return 2
     certs_dir: Path = args.certs
     failure = None
     try:
-        if args.provision:
-            _provision(args, certs_dir)
         gateways = build_fleet(benext=args.benext, maxem=args.maxem, seed=args.seed, prefix=args.prefix)
         messages = generate_messages(gateways, start=args.start, interval_s=args.interval, count=args.count)
         publisher = FleetPublisher(
@@ -175,28 +165,13 @@ def run(args: argparse.Namespace) -> int:
         )
         with _stop_on_signals(publisher), publisher:
             report = publisher.run(messages, rate=args.rate, duration_s=args.duration)
-    except (FleetError, MqttConnectionError, psycopg.Error, ValidationError) as err:
+    except (FleetError, MqttConnectionError, ValidationError) as err:
         failure = str(err)
     if failure is not None:
         log.error("%s", failure)
         return 2
     _print_summary(report)
     return 0 if report.refused == 0 and report.unacknowledged == 0 else 1
-
-
-def _provision(args: argparse.Namespace, certs_dir: Path) -> None:
-    database_url = ThuisSettings().database_url.get_secret_value()
-    with psycopg.connect(database_url, autocommit=False) as conn:
-        # Back-filled readings must not predate the registration, or the ingest quarantines them.
-        provision(
-            conn,
-            certs_dir=certs_dir,
-            benext=args.benext,
-            maxem=args.maxem,
-            prefix=args.prefix,
-            registered_at=args.start,
-        )
-        conn.commit()
 
 
 @contextmanager

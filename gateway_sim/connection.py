@@ -18,7 +18,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway_sim.gateways import SimGateway
-from thuis.certs import gateway_paths
+from thuis.identity import gateway_paths
 
 log = logging.getLogger(__name__)
 

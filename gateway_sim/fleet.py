@@ -11,7 +11,7 @@ from gateway_sim.benext import BenextGateway
 from gateway_sim.gateways import SimGateway
 from gateway_sim.maxem import MaxemMeter
 from gateway_sim.messages import SimMessage, ms_from_datetime
-from thuis.certs import GATEWAY_SERIAL, RESERVED_PREFIX
+from thuis.identity import GATEWAY_SERIAL, RESERVED_PREFIX
 
 DEFAULT_PREFIX = "sim"
 DEFAULT_INTERVAL_S = 10.0

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Iterable, Iterator
 
 from gateway_sim.messages import SimMessage, ms_from_datetime
-from thuis.registry import Vendor
+from thuis.identity import Vendor
 
 
 def round_power_w(kilowatts: float) -> float:

@@ -28,7 +28,7 @@ from gateway_sim.profiles import (
     solar_kw,
     unit,
 )
-from thuis.registry import Vendor
+from thuis.identity import Vendor
 
 Channel = Literal["grid", "ev", "heat_pump", "solar"]
 CHANNELS: tuple[Channel, ...] = ("grid", "ev", "heat_pump", "solar")

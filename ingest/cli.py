@@ -6,8 +6,9 @@ import argparse
 import asyncio
 
 from ingest.service import serve
-from thuis.certs import certificate_common_name
-from thuis.settings import IngestSettings, MqttClientSettings
+from ingest.settings import IngestSettings
+from thuis.identity import certificate_common_name
+from thuis.settings import MqttClientSettings
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -17,8 +17,7 @@ import asyncpg
 from ingest import queries
 from ingest.broker_log import BROKER_LOG_TOPIC
 from ingest.gateways import GatewayDirectory
-from ingest.metrics import Health, IngestMetrics, StatusServer
-from ingest.mqtt import (
+from ingest.receiver import (
     GATEWAY_TOPICS,
     SHARE_GROUP,
     BrokerRefusedError,
@@ -26,8 +25,10 @@ from ingest.mqtt import (
     ReceivedMessage,
     shared,
 )
+from ingest.settings import IngestSettings
+from ingest.status import Health, IngestMetrics, StatusServer
 from ingest.writer import BatchResult, BatchWriter, GatewayTraffic
-from thuis.settings import IngestSettings, MqttClientSettings
+from thuis.settings import MqttClientSettings
 
 log = logging.getLogger(__name__)
 

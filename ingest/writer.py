@@ -14,7 +14,7 @@ from ingest import queries
 from ingest.broker_log import BROKER_LOG_TOPIC, BrokerConnectionEvent, EventSequencer
 from ingest.decode import Decoded, DecodeError, Reading, TopicAddress, decode, parse_topic
 from ingest.gateways import GatewayDirectory, GatewayRecord
-from ingest.mqtt import ReceivedMessage
+from ingest.receiver import ReceivedMessage
 from thuis.db import Connection
 
 log = logging.getLogger(__name__)

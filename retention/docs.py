@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from retention.catalogue import MEASURED_FROM, ON_ERASURE, Catalogue
+from thuis.catalogue import MEASURED_FROM, ON_ERASURE, Catalogue
 
 PRIVACY_DOC = Path(__file__).resolve().parent.parent / "docs" / "privacy.md"
 NOTES = """\

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from retention.catalogue import MEASURED_FROM, Catalogue, Category
+from thuis.catalogue import MEASURED_FROM, Catalogue, Category
 
 LAST_RUNS = 3
 OLDEST_CHUNK_END = """

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from retention.catalogue import Catalogue, Category, check_schema
+from thuis.catalogue import Catalogue, Category, check_schema
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 
 from rollup import queries
-from rollup.metrics import energy_metrics
+from thuis.metrics import energy_metrics
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import asyncpg
 
 from gateway_sim.cli import command_line
 from gateway_sim.messages import SimMessage
-from thuis.localstack import MosquittoBroker
+from ops.localstack import MosquittoBroker
 
 StoredReading = tuple[str, str, str, str, str, dt.datetime, float, int]
 

@@ -6,17 +6,9 @@ import datetime as dt
 
 from fastapi import APIRouter, Request, Response
 
-from api import queries
-from api.credentials import (
-    hash_password,
-    new_recovery_codes,
-    new_totp_secret,
-    password_problem,
-    totp_step,
-    totp_uri,
-    verify_password,
-)
-from api.models import (
+from api.problems import PROBLEM_RESPONSES, Problem, not_found
+from api.queries import portal as queries
+from api.schemas.portal import (
     Account,
     EmailChange,
     PasswordChange,
@@ -28,12 +20,20 @@ from api.models import (
     TotpConfirm,
     TotpSetup,
 )
-from api.personal import account_key, keyring_of
-from api.problems import PROBLEM_RESPONSES, Problem, not_found
 from api.security import SignedIn, pool_of, settings_of
-from api.signin import TWO_FACTOR_ROLES, sign_in
-from privacy.fields import USERS_EMAIL, USERS_TOTP_SECRET, open_text, seal_text
-from privacy.subject_keys import load_key_async
+from api.services.credentials import (
+    hash_password,
+    new_recovery_codes,
+    new_totp_secret,
+    password_problem,
+    totp_step,
+    totp_uri,
+    verify_password,
+)
+from api.services.personal import account_key, keyring_of
+from api.services.signin import TWO_FACTOR_ROLES, sign_in
+from privacy.keys.fields import USERS_EMAIL, USERS_TOTP_SECRET, open_text, seal_text
+from privacy.keys.subject_keys import load_key_async
 
 router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES)
 

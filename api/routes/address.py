@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from api import queries
-from api.access import owned_site, record_read, site_access
-from api.models import SiteAddress, SiteAddressChange
 from api.params import Id
-from api.personal import keyring_of
 from api.problems import PROBLEM_RESPONSES, Problem
+from api.queries import portal as queries
+from api.schemas.portal import SiteAddress, SiteAddressChange
 from api.security import SignedIn, pool_of
+from api.services.access import owned_site, record_read, site_access
+from api.services.personal import keyring_of
 from privacy.address import Address
-from privacy.crypto import seal_json
-from privacy.fields import SITES_ADDRESS, open_document
+from privacy.keys.crypto import seal_json
+from privacy.keys.fields import SITES_ADDRESS, open_document
+from privacy.keys.subject_keys import load_key_async
 from privacy.location import LocationError
-from privacy.subject_keys import load_key_async
 
 router = APIRouter(prefix="/api/v1", tags=["sites"], responses=PROBLEM_RESPONSES)
 

@@ -8,11 +8,11 @@ from typing import Literal, TypeAlias
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from api import energy
-from api.access import record_read, site_access, user_time_zone
 from api.params import Id
 from api.problems import PROBLEM_RESPONSES, Problem
 from api.security import SignedIn, pool_of
+from api.services import energy
+from api.services.access import record_read, site_access, user_time_zone
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}/energy", responses=PROBLEM_RESPONSES, tags=["energy"])
 

@@ -10,17 +10,17 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from api.models import EMAIL_PATTERN
 from api.params import Id
-from api.personal import keyring_of
-from api.privacy_models import RequestFiling, StatusChange, SubjectAccount, SubjectRequest, TrailEntry
 from api.problems import PROBLEM_RESPONSES, Problem
+from api.schemas.portal import EMAIL_PATTERN
+from api.schemas.privacy import RequestFiling, StatusChange, SubjectAccount, SubjectRequest, TrailEntry
 from api.security import Principal, SignedIn, pool_of, require_role
-from privacy import request_queries as q
-from privacy import requests
-from privacy.access_export import access_export
-from privacy.request_model import Actor, RequestRefused
-from retention.catalogue import load_catalogue
+from api.services.personal import keyring_of
+from privacy.subjects import queries as q
+from privacy.subjects import workflow as requests
+from privacy.subjects.access_export import access_export
+from privacy.subjects.model import Actor, RequestRefused
+from thuis.catalogue import load_catalogue
 from thuis.db import Connection
 
 router = APIRouter(prefix="/api/v1/privacy", tags=["privacy"], responses=PROBLEM_RESPONSES)

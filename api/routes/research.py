@@ -16,15 +16,15 @@ from starlette.types import Receive, Scope, Send
 from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
 from api.problems import PROBLEM_RESPONSES, Problem
 from api.security import Principal, pool_of, require_role
-from privacy.export import list_exports, prepare_export
-from privacy.export_request import (
+from privacy.location import DEFAULT_K
+from privacy.research.export import list_exports, prepare_export
+from privacy.research.request import (
     MAX_MEASURES,
     MAX_REGION_CELLS,
     ExportRefusedError,
     ExportRequest,
     Resolution,
 )
-from privacy.location import DEFAULT_K
 
 
 class _ArchiveResponse(StreamingResponse):

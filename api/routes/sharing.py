@@ -8,13 +8,21 @@ from typing import Annotated, TypeAlias
 import asyncpg
 from fastapi import APIRouter, Query, Request, Response
 
-from api import queries, sharing_rules
-from api.access import owned_site
-from api.models import AccessRecord, Assignment, AssignmentRequest, Page, ResidentGrant, ResidentGrantRequest
 from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
 from api.params import Id
 from api.problems import PROBLEM_RESPONSES, Problem, not_found
+from api.queries import portal as queries
+from api.schemas.portal import (
+    AccessRecord,
+    Assignment,
+    AssignmentRequest,
+    Page,
+    ResidentGrant,
+    ResidentGrantRequest,
+)
 from api.security import SignedIn, pool_of
+from api.services import sharing as sharing_rules
+from api.services.access import owned_site
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}", responses=PROBLEM_RESPONSES, tags=["sharing"])
 

@@ -9,9 +9,11 @@ from typing import Annotated, Literal, TypeAlias
 
 from fastapi import APIRouter, Query, Request
 
-from api import queries
-from api.access import SiteAccess, owned_site, record_read, site_access, user_time_zone, visible_sites
-from api.models import (
+from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
+from api.params import Id
+from api.problems import PROBLEM_RESPONSES, Problem, not_found
+from api.queries import portal as queries
+from api.schemas.portal import (
     Device,
     Gateway,
     OwnerContact,
@@ -21,13 +23,18 @@ from api.models import (
     SystemSetting,
     SystemSettingChange,
 )
-from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
-from api.params import Id
-from api.personal import keyring_of
-from api.problems import PROBLEM_RESPONSES, Problem, not_found
 from api.security import SignedIn, pool_of
-from privacy.fields import CONTRACTS_HOLDER, USERS_EMAIL, open_document, open_text
-from privacy.subject_keys import load_key_async
+from api.services.access import (
+    SiteAccess,
+    owned_site,
+    record_read,
+    site_access,
+    user_time_zone,
+    visible_sites,
+)
+from api.services.personal import keyring_of
+from privacy.keys.fields import CONTRACTS_HOLDER, USERS_EMAIL, open_document, open_text
+from privacy.keys.subject_keys import load_key_async
 from thuis.db import Connection
 
 router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES, tags=["sites"])

@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from api import queries
-from api.access import installer_assignments
-from api.models import AuditRecord, CompanyAssignment, InstallerAssignment, Page
 from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
 from api.problems import PROBLEM_RESPONSES, Problem
+from api.queries import portal as queries
+from api.schemas.portal import AuditRecord, CompanyAssignment, InstallerAssignment, Page
 from api.security import Principal, pool_of, require_role
+from api.services.access import installer_assignments
 
 router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES)
 

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request, Response
 
-from api import queries
-from api.personal import keyring_of
 from api.problems import Problem
+from api.queries import portal as queries
 from api.security import Principal, cookie_name, optional_principal, pool_of, settings_of
-from api.signin import TOTP_REQUIRED_TYPE, sign_in
+from api.services.personal import keyring_of
+from api.services.signin import TOTP_REQUIRED_TYPE, sign_in
 from api.web.render import PageRoute, page, redirect, safe_next
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)

@@ -6,7 +6,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
-from api.web.series import EnergyBucket, EnergySeries
+from api.services.energy_series import EnergyBucket, EnergySeries
 
 WIDTH = 960
 HEIGHT = 260

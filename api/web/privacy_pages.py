@@ -8,19 +8,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
-from api import queries
 from api.params import MAX_ID, Id
-from api.personal import keyring_of
-from api.privacy_models import REQUEST_FILING
 from api.problems import Problem
+from api.queries import portal as queries
 from api.routes.privacy import actor_of, answered_as_problems, filing_parts, record_request_read
+from api.schemas.privacy import REQUEST_FILING
 from api.security import Principal, pool_of
+from api.services.personal import keyring_of
 from api.web.render import PageRoute, error_page, page, redirect
 from api.web.site_pages import DEFAULT_TIME_ZONE, SignedIn
-from privacy import requests
-from privacy.request_effects import RECTIFIABLE_FIELDS
-from privacy.request_model import RequestRefused
-from retention.catalogue import load_catalogue
+from privacy.subjects import workflow as requests
+from privacy.subjects.effects import RECTIFIABLE_FIELDS
+from privacy.subjects.model import RequestRefused
+from thuis.catalogue import load_catalogue
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 

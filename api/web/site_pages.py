@@ -8,8 +8,13 @@ from typing import Annotated, TypeAlias
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
 
-from api import queries, sharing_rules
-from api.access import (
+from api.params import MAX_ID, Id
+from api.problems import Problem
+from api.queries import portal as queries
+from api.queries import web as web_queries
+from api.security import Principal, optional_principal, pool_of
+from api.services import sharing as sharing_rules
+from api.services.access import (
     installer_assignments,
     owned_site,
     record_read,
@@ -17,13 +22,9 @@ from api.access import (
     user_time_zone,
     visible_sites,
 )
-from api.params import MAX_ID, Id
-from api.problems import Problem
-from api.security import Principal, optional_principal, pool_of
-from api.web import queries as web_queries
+from api.services.energy_series import daily_energy, daily_window, hourly_energy, hourly_window
 from api.web.charts import energy_chart
 from api.web.render import PageRoute, error_page, local_end, page, redirect
-from api.web.series import daily_energy, daily_window, hourly_energy, hourly_window
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ingest.decode import benext, maxem
 from ingest.decode.common import Decoded, DecodeError, Reading, StatusReport
-from thuis.certs import GATEWAY_SERIAL
+from thuis.identity import GATEWAY_SERIAL
 
 __all__ = ["DecodeError", "Decoded", "Reading", "StatusReport", "TopicAddress", "decode", "parse_topic"]
 

@@ -1,0 +1,1 @@
+"""The portal's request and response bodies, as they appear in the OpenAPI document."""

@@ -1,0 +1,57 @@
+"""`thuis gateway register`: register a gateway at a site, so the ingest accepts its messages."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+
+import psycopg
+
+from ops.registry import RegistryError, create_site, register_gateway
+from thuis.identity import VENDORS
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add `register`."""
+    actions = parser.add_subparsers(dest="gateway_action", metavar="ACTION", required=True)
+    register = actions.add_parser("register", help="register a gateway at a site")
+    register.add_argument("serial", help="the gateway serial (its certificate's CN)")
+    register.add_argument("--vendor", choices=VENDORS, required=True)
+    site = register.add_mutually_exclusive_group(required=True)
+    site.add_argument("--site-id", type=int, help="an existing site")
+    site.add_argument("--new-site", metavar="LABEL", help="create a site with this label")
+    register.add_argument("--time-zone", default="Europe/Amsterdam", help="of a new site")
+    register.add_argument(
+        "--registered-at",
+        type=dt.datetime.fromisoformat,
+        default=None,
+        help="ISO time from which the gateway's readings are accepted (default: now)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Register and print the site id."""
+    url = os.environ.get("THUIS_DATABASE_URL")
+    if not url:
+        print("thuis gateway: set THUIS_DATABASE_URL", file=sys.stderr)  # noqa: T201
+        return 2
+    if args.registered_at is not None and args.registered_at.tzinfo is None:
+        print("thuis gateway: --registered-at needs a UTC offset", file=sys.stderr)  # noqa: T201
+        return 2
+    try:
+        with psycopg.connect(url) as conn:
+            site_id = args.site_id or create_site(conn, label=args.new_site, time_zone=args.time_zone)
+            register_gateway(
+                conn,
+                gateway_serial=args.serial,
+                vendor=args.vendor,
+                site_id=site_id,
+                registered_at=args.registered_at,
+            )
+    except RegistryError as err:
+        print(f"thuis gateway: {err}", file=sys.stderr)  # noqa: T201
+        return 1
+    print(site_id)  # noqa: T201
+    return 0

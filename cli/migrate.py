@@ -1,0 +1,48 @@
+"""`thuis migrate`: apply pending migrations to the database of THUIS_DATABASE_URL."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import psycopg
+
+from ops.migrate import MigrationError, migrate
+from thuis.catalogue import CatalogueError, check_schema, load_catalogue
+
+log = logging.getLogger(__name__)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the optional database URL."""
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="postgresql:// URL of a role that owns the schema (default: THUIS_DATABASE_URL)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Apply what is pending, say what was done, and refuse a schema the data catalogue does not cover."""
+    url = args.database_url or os.environ.get("THUIS_DATABASE_URL")
+    if not url:
+        print("thuis migrate: set THUIS_DATABASE_URL or pass --database-url", file=sys.stderr)  # noqa: T201
+        return 2
+    try:
+        applied = migrate(url)
+    except MigrationError as err:
+        print(f"thuis migrate: {err}", file=sys.stderr)  # noqa: T201
+        return 1
+    if applied:
+        log.info("applied %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
+    else:
+        log.info("the database is up to date")
+    try:
+        with psycopg.connect(url) as conn:
+            check_schema(conn, load_catalogue())
+    except CatalogueError as err:
+        print(f"thuis migrate: {err}", file=sys.stderr)  # noqa: T201
+        return 1
+    return 0

@@ -1,0 +1,266 @@
+"""`thuis stack up`: the whole stack on this machine, its state in a git-ignored folder of the checkout."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import psycopg
+from psycopg import sql
+
+from ops.accounts import create_account, set_site_owner
+from ops.certs import init_certificates
+from ops.localstack import LocalStackError, MosquittoBroker, PostgresCluster
+from ops.migrate import migrate
+from ops.provision import provision
+from ops.roles import SERVICE_ROLES, set_role_password
+from privacy.keys.crypto import Keyring, KeyringFile, new_keyring, write_keyring
+from thuis.identity import INGEST_IDENTITY, client_paths
+
+log = logging.getLogger(__name__)
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+DATABASE = "thuis"
+DEMO_OWNER = "demo-owner"
+
+
+@dataclass(frozen=True)
+class StackPaths:
+    """Where the local stack keeps its state."""
+
+    root: Path
+
+    @property
+    def certs(self) -> Path:
+        """Return the CA, broker, ingest and gateway certificates' folder."""
+        return self.root / "certs"
+
+    @property
+    def secrets(self) -> Path:
+        """Return the generated passwords' folder (mode 0700)."""
+        return self.root / "secrets"
+
+    @property
+    def logs(self) -> Path:
+        """Return the log folder."""
+        return self.root / "logs"
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add `up`."""
+    actions = parser.add_subparsers(dest="stack_action", metavar="ACTION", required=True)
+    up = actions.add_parser("up", help="start database, broker, ingest and simulated gateways; Ctrl-C stops")
+    up.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("THUIS_STATE_DIR", CHECKOUT / ".thuis")),
+        help="where the stack keeps its state (default: .thuis/ of the checkout)",
+    )
+    up.add_argument("--pg-port", type=int, default=54329)
+    up.add_argument("--mqtt-port", type=int, default=8883)
+    up.add_argument("--api-port", type=int, default=8000, help="the portal's port (default: %(default)s)")
+    up.add_argument("--benext", type=int, default=3, help="simulated BeNext gateways (default: %(default)s)")
+    up.add_argument("--maxem", type=int, default=3, help="simulated Maxem meters (default: %(default)s)")
+    up.add_argument("--rate", type=float, default=6.0, help="simulated messages per second in all")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Bring everything up, say where to look, and tear it down on Ctrl-C or SIGTERM."""
+    paths = StackPaths(args.state_dir.resolve())
+    try:
+        return _run_stack(args, paths)
+    except LocalStackError as err:
+        print(f"thuis stack: {err}", file=sys.stderr)  # noqa: T201
+        return 1
+
+
+def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
+    for folder in (paths.root, paths.logs):
+        folder.mkdir(parents=True, exist_ok=True)
+    paths.root.chmod(0o755)
+    paths.secrets.mkdir(mode=0o700, exist_ok=True)
+    init_certificates(paths.certs)
+    cluster = PostgresCluster(
+        paths.root / "pg" / "data",
+        args.pg_port,
+        superuser_password=_secret(paths, "postgres-superuser"),
+        log_file=paths.logs / "postgresql.log",
+    )
+    if not cluster.initialised():
+        cluster.init()
+    broker = MosquittoBroker(paths.root / "broker", paths.certs, args.mqtt_port)
+    broker.configure()
+    children: list[subprocess.Popen[bytes]] = []
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    cluster.start()
+    _keyring(paths)
+    try:
+        passwords = {role: _secret(paths, role.replace("_", "-")) for role in SERVICE_ROLES}
+        _prepare_database(cluster, passwords)
+        ingest_password = passwords["thuis_ingest"]
+        broker.log_file = paths.logs / "mosquitto.log"
+        broker.start()
+        environment = _environment(paths, cluster, broker, ingest_password)
+        children.append(_spawn(["ingest"], environment, paths.logs / "ingest.log"))
+        for command, role, log_name in (
+            (["retention", "serve", "--interval-s", "3600"], "thuis_retention", "retention.log"),
+            (["rollup", "serve"], "thuis_rollup", "rollup.log"),
+            (["api", "--port", str(args.api_port)], "thuis_api", "api.log"),
+        ):
+            url = cluster.dsn(DATABASE, user=role, password=passwords[role])
+            extra = {
+                "THUIS_DATABASE_URL": url,
+                "THUIS_API_SECRET_KEY": _secret(paths, "api-secret-key", 32),
+                "THUIS_KEYRING_FILE": str(paths.secrets / "keyring.toml"),
+            }
+            children.append(_spawn(command, environment | extra, paths.logs / log_name))
+        with psycopg.connect(cluster.dsn(DATABASE)) as conn:
+            gateways = provision(
+                conn,
+                certs_dir=paths.certs,
+                benext=args.benext,
+                maxem=args.maxem,
+                prefix="sim",
+                registered_at=None,
+            )
+            _demo_owner(conn, paths, site_ids={gateway.site_id for gateway in gateways})
+        fleet = ["--benext", str(args.benext), "--maxem", str(args.maxem)]
+        sim = ["sim", *fleet, "--rate", str(args.rate), "--certs", str(paths.certs)]
+        children.append(_spawn(sim, environment, paths.logs / "sim.log"))
+        _say_where_to_look(paths, cluster, broker, args.api_port)
+        while not stop.wait(1.0):
+            for child in children:
+                if child.poll() is not None:
+                    log.error("%s exited with %s; see %s", child.args, child.returncode, paths.logs)
+                    stop.set()
+    finally:
+        for child in reversed(children):
+            _stop_child(child)
+        broker.stop()
+        cluster.stop()
+    return 0
+
+
+def _prepare_database(cluster: PostgresCluster, passwords: dict[str, str]) -> None:
+    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
+        if exists is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+    applied = migrate(cluster.dsn(DATABASE))
+    if applied:
+        log.info("applied migrations %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
+    with psycopg.connect(cluster.dsn(DATABASE), autocommit=True) as conn:
+        for role, password in passwords.items():
+            set_role_password(conn, role=role, password=password)
+
+
+def _keyring(paths: StackPaths) -> Keyring:
+    """Return the stack's keyring, made on the first run (the master key and index key of its data)."""
+    path = paths.secrets / "keyring.toml"
+    if not path.exists():
+        write_keyring(path, new_keyring("local-1"))
+    return KeyringFile(path).get()
+
+
+def _demo_owner(conn: psycopg.Connection, paths: StackPaths, *, site_ids: set[int]) -> None:
+    """Let a demo owner sign in to the portal and see the simulated homes."""
+    exists = conn.execute("SELECT 1 FROM users WHERE username = %s", (DEMO_OWNER,)).fetchone()
+    if exists is None:
+        create_account(
+            conn,
+            _keyring(paths),
+            username=DEMO_OWNER,
+            password=_secret(paths, "portal-demo-owner"),
+            role="owner",
+        )
+    for site_id in sorted(site_ids):
+        set_site_owner(conn, site_id=site_id, owner=DEMO_OWNER)
+
+
+def _environment(
+    paths: StackPaths, cluster: PostgresCluster, broker: MosquittoBroker, ingest_password: str
+) -> dict[str, str]:
+    identity = client_paths(paths.certs, INGEST_IDENTITY)
+    return {
+        **os.environ,
+        "THUIS_ENVIRONMENT": "development",
+        "THUIS_DATABASE_URL": cluster.dsn(DATABASE, user="thuis_ingest", password=ingest_password),
+        "THUIS_MQTT_HOST": "localhost",
+        "THUIS_MQTT_PORT": str(broker.port),
+        "THUIS_MQTT_CA_FILE": str(paths.certs / "ca.crt"),
+        "THUIS_MQTT_CERT_FILE": str(identity.cert),
+        "THUIS_MQTT_KEY_FILE": str(identity.key),
+        "THUIS_CERTS_DIR": str(paths.certs),
+    }
+
+
+def _secret(paths: StackPaths, name: str, size: int = 24) -> str:
+    """Return a generated password kept in the state folder, creating it on first use."""
+    path = paths.secrets / name
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(size))
+    return path.read_text().strip()
+
+
+def _spawn(command: list[str], environment: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    log_file: IO[bytes]
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli", *command],
+            env=environment,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
+        )
+
+
+def _stop_child(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+EXAMPLE_QUERIES = (
+    "SELECT metric, count(*), max(measured_at) FROM energy_readings GROUP BY 1;",
+    "SELECT topic, reason, times_received FROM quarantine;",
+    "SELECT * FROM gateway_connectivity_events ORDER BY occurred_at DESC LIMIT 20;",
+)
+
+
+def _say_where_to_look(
+    paths: StackPaths, cluster: PostgresCluster, broker: MosquittoBroker, api_port: int
+) -> None:
+    password_file = paths.secrets / "postgres-superuser"
+    database_url = cluster.dsn(DATABASE).replace(cluster.superuser_password, f"$(cat {password_file})")
+    queries = "\n".join(f"            {query}" for query in EXAMPLE_QUERIES)
+    print(  # noqa: T201 - the command's output: where to look
+        f"""
+Thuis is running. Ctrl-C stops everything; the state stays in {paths.root}.
+
+  database  psql "{database_url}"
+{queries}
+  portal    http://localhost:{api_port}/  (user {DEMO_OWNER}, password in {paths.secrets}/portal-demo-owner;
+            API documentation at /api/docs)
+  broker    mqtts://localhost:{broker.port} (TLS; client certificates from {paths.certs})
+  logs      {paths.logs}/ingest.log, retention.log, rollup.log, api.log, sim.log, mosquitto.log,
+            postgresql.log
+""",
+        flush=True,
+    )

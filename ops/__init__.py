@@ -1,0 +1,1 @@
+"""Operating Thuis: certificates, the local stack, migrations, the registry, service roles and accounts."""

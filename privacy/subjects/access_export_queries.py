@@ -1,0 +1,432 @@
+"""What an access export reads of each table, for one subject. Values are bound, never formatted in.
+
+Every statement names the parameters it takes (`params`), from: the subject's user id, username and email
+hash; the subject's homes as windows (site, from, until: an owner's own homes without limits, a resident's
+granted homes for the time the grant held); the homes the subject owns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from privacy.keys.fields import CONTRACT_HOLDER_FIELDS
+
+# A subject's homes, each with the period that is theirs: $1 sites, $2 from (NULL: always), $3 until.
+_WINDOWS = """
+WITH w AS (SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[])
+           AS w(site_id, since, until))
+"""
+_SITES = "SELECT DISTINCT site_id FROM w"
+
+
+def _in_window(column: str) -> str:
+    return f"(w.since IS NULL OR {column} >= w.since) AND (w.until IS NULL OR {column} < w.until)"
+
+
+_ROLLUP_COLUMNS = (
+    "site_id",
+    "device_id",
+    "metric",
+    "samples",
+    "mean_value",
+    "min_value",
+    "max_value",
+    "last_value",
+    "last_at",
+)
+
+
+def _rollup(table: str, bucket: str, *, window_column: str) -> TableExport:
+    """Return the export of an energy rollup table (hourly or daily) of the subject's homes."""
+    columns = (bucket, *_ROLLUP_COLUMNS)
+    return TableExport(
+        table,
+        columns,
+        _WINDOWS
+        + f"SELECT {', '.join('r.' + c for c in columns)}\n"
+        + f"FROM w JOIN {table} r ON r.site_id = w.site_id AND {_in_window(window_column)}\n"
+        + f"ORDER BY r.device_id, r.metric, r.{bucket}",
+        ("windows",),
+    )
+
+
+@dataclass(frozen=True)
+class TableExport:
+    """The rows of one table that are about the subject, and the columns they are written with."""
+
+    table: str
+    columns: tuple[str, ...]
+    query: str
+    params: tuple[str, ...]  # "user_id", "username", "email_hash", "windows" (three arrays), "owned_sites"
+    note: str | None = None
+
+
+TABLES: dict[str, TableExport] = {
+    export.table: export
+    for export in (
+        TableExport(
+            "login_events",
+            ("occurred_at", "username", "ip", "outcome"),
+            "SELECT occurred_at, username, ip, outcome FROM login_events WHERE username = $1 "
+            "ORDER BY occurred_at",
+            ("username",),
+        ),
+        TableExport(
+            "gateway_connectivity_events",
+            (
+                "occurred_at",
+                "gateway_serial",
+                "event",
+                "detail",
+                "ip",
+                "bytes_received",
+                "messages_received",
+                "decode_errors",
+            ),
+            _WINDOWS
+            + """
+SELECT e.occurred_at, e.gateway_serial, e.event, e.detail, e.ip, e.bytes_received, e.messages_received,
+       e.decode_errors
+FROM w JOIN gateways g ON g.site_id = w.site_id
+JOIN gateway_connectivity_events e ON e.gateway_serial = g.gateway_serial AND """
+            + _in_window("e.occurred_at")
+            + " ORDER BY e.occurred_at, e.gateway_serial, e.event",
+            ("windows",),
+        ),
+        TableExport(
+            "quarantine",
+            (
+                "quarantine_id",
+                "received_at",
+                "last_received_at",
+                "times_received",
+                "topic",
+                "gateway_serial",
+                "reason",
+                "payload_size",
+                "payload",
+            ),
+            _WINDOWS
+            + """
+SELECT q.quarantine_id, q.received_at, q.last_received_at, q.times_received, q.topic, q.gateway_serial,
+       q.reason, q.payload_size, q.payload
+FROM w JOIN gateways g ON g.site_id = w.site_id
+JOIN quarantine q ON q.gateway_serial = g.gateway_serial AND """
+            + _in_window("q.received_at")
+            + " ORDER BY q.quarantine_id",
+            ("windows",),
+        ),
+        TableExport(
+            "consent_records",
+            ("consent_id", "recorded_at", "purpose", "given", "wording"),
+            "SELECT consent_id, recorded_at, purpose, given, wording FROM consent_records WHERE user_id = $1 "
+            "ORDER BY recorded_at, consent_id",
+            ("user_id",),
+        ),
+        *(
+            TableExport(
+                table,
+                ("measured_at", "site_id", "device_id", "metric", "value"),
+                _WINDOWS
+                + f"""
+SELECT r.measured_at, r.site_id, r.device_id, r.metric, r.value
+FROM w JOIN {table} r ON r.site_id = w.site_id AND """
+                + _in_window("r.measured_at")
+                + " ORDER BY r.device_id, r.metric, r.measured_at",
+                ("windows",),
+            )
+            for table in ("energy_readings", "smart_home_readings")
+        ),
+        _rollup("energy_hourly", "hour", window_column="r.hour"),
+        _rollup("energy_daily", "day", window_column="r.last_at"),
+        TableExport(
+            "energy_rollup_pending",
+            ("device_id", "hour"),
+            _WINDOWS
+            + """
+SELECT p.device_id, p.hour
+FROM w JOIN gateways g ON g.site_id = w.site_id JOIN devices d ON d.gateway_serial = g.gateway_serial
+JOIN energy_rollup_pending p ON p.device_id = d.device_id AND """
+            + _in_window("p.hour")
+            + " ORDER BY p.device_id, p.hour",
+            ("windows",),
+        ),
+        TableExport(
+            "devices",
+            ("device_id", "gateway_serial", "device_key", "device_kind", "first_seen_at"),
+            _WINDOWS
+            + f"""
+SELECT d.device_id, d.gateway_serial, d.device_key, d.device_kind, d.first_seen_at
+FROM gateways g JOIN devices d USING (gateway_serial)
+WHERE g.site_id IN ({_SITES})
+ORDER BY d.device_id
+""",
+            ("windows",),
+        ),
+        TableExport(
+            "sites",
+            (
+                "site_id",
+                "label",
+                "time_zone",
+                "created_at",
+                "postcode_area",
+                "h3_cell",
+                "your_home_since",
+                "your_home_until",
+                "street",
+                "house_number",
+                "postcode",
+                "city",
+                "latitude",
+                "longitude",
+            ),
+            _WINDOWS
+            + """
+SELECT s.site_id, s.label, s.time_zone, s.created_at, s.postcode_area, s.h3_cell,
+       min(w.since) AS your_home_since, CASE WHEN bool_or(w.until IS NULL) THEN NULL ELSE max(w.until) END
+       AS your_home_until, s.owner_user_id, s.address_key_id, s.address_ciphertext
+FROM w JOIN sites s ON s.site_id = w.site_id
+GROUP BY s.site_id
+ORDER BY s.site_id
+""",
+            ("windows",),
+        ),
+        TableExport(
+            "system_settings",
+            ("setting_id", "site_id", "kind", "name", "definition", "updated_at"),
+            _WINDOWS
+            + f"""
+SELECT setting_id, site_id, kind, name, definition, updated_at FROM system_settings
+WHERE site_id IN ({_SITES})
+ORDER BY site_id, kind, name
+""",
+            ("windows",),
+        ),
+        TableExport(
+            "display_preferences",
+            ("language", "time_zone", "updated_at"),
+            "SELECT language, time_zone, updated_at FROM display_preferences WHERE user_id = $1",
+            ("user_id",),
+        ),
+        TableExport(
+            "gateways",
+            (
+                "gateway_serial",
+                "vendor",
+                "site_id",
+                "registered_at",
+                "firmware_version",
+                "last_seen_at",
+                "last_seen_ip",
+            ),
+            _WINDOWS
+            + f"""
+SELECT gateway_serial, vendor, site_id, registered_at, firmware_version, last_seen_at, last_seen_ip
+FROM gateways WHERE site_id IN ({_SITES})
+ORDER BY gateway_serial
+""",
+            ("windows",),
+        ),
+        TableExport(
+            "webshop_orders",
+            ("order_id", "ordered_at", "products", "customer"),
+            "SELECT order_id, ordered_at, products, key_id, customer_ciphertext FROM webshop_orders "
+            "WHERE customer_user_id = $1 ORDER BY ordered_at, order_id",
+            ("user_id",),
+        ),
+        TableExport(
+            "marketing_contacts",
+            ("contact_id", "last_activity_at", "email", "name"),
+            "SELECT contact_id, last_activity_at, key_id, contact_ciphertext FROM marketing_contacts "
+            "WHERE email_hash = $1 ORDER BY contact_id",
+            ("email_hash",),
+            note="found by the email address of your account",
+        ),
+        TableExport(
+            "users",
+            (
+                "user_id",
+                "username",
+                "email",
+                "role",
+                "installer_company",
+                "company_admin",
+                "created_at",
+                "closed_at",
+                "password",
+                "password_changed_at",
+                "totp_secret",
+                "totp_confirmed_at",
+                "recovery_codes_left",
+                "failed_sign_ins",
+                "locked_until",
+                "restricted_since",
+                "objects_to_marketing_since",
+                "objects_to_research_since",
+            ),
+            """
+SELECT u.user_id, u.username, u.key_id, u.email_ciphertext, u.role, c.name AS installer_company,
+       u.company_admin, u.created_at, u.closed_at, u.password_changed_at,
+       u.totp_secret_ciphertext IS NOT NULL AS totp_secret_set, u.totp_confirmed_at,
+       cardinality(u.recovery_code_hashes) AS recovery_codes_left, u.failed_sign_ins, u.locked_until,
+       u.restricted_since, u.objects_to_marketing_since, u.objects_to_research_since
+FROM users u LEFT JOIN installer_companies c ON c.company_id = u.installer_company_id
+WHERE u.user_id = $1
+""",
+            ("user_id",),
+        ),
+        TableExport(
+            "contracts",
+            ("contract_id", "started_at", "ended_at", *CONTRACT_HOLDER_FIELDS),
+            "SELECT contract_id, started_at, ended_at, key_id, holder_ciphertext FROM contracts "
+            "WHERE holder_user_id = $1 ORDER BY contract_id",
+            ("user_id",),
+        ),
+        TableExport(
+            "audit_records",
+            (
+                "occurred_at",
+                "relation",
+                "actor",
+                "actor_role",
+                "action",
+                "resource",
+                "site_id",
+                "assignment_id",
+                "detail",
+            ),
+            """
+SELECT r.occurred_at, CASE WHEN r.subject_user_id = $1 THEN 'a read of your data' ELSE 'a read by you' END
+       AS relation, u.username AS actor, r.actor_role, r.action, r.resource, r.site_id, r.assignment_id,
+       r.detail
+FROM audit_records r LEFT JOIN users u ON u.user_id = r.actor_user_id
+WHERE r.subject_user_id = $1 OR r.actor_user_id = $1
+ORDER BY r.occurred_at
+""",
+            ("user_id",),
+        ),
+        TableExport(
+            "sessions",
+            ("kind", "created_at", "last_used_at", "expires_at", "ip", "user_agent"),
+            "SELECT kind, created_at, last_used_at, expires_at, ip, user_agent FROM sessions "
+            "WHERE user_id = $1 ORDER BY created_at",
+            ("user_id",),
+            note="the session tokens themselves are not shown: they would sign you in",
+        ),
+        TableExport(
+            "resident_grants",
+            ("grant_id", "site_id", "resident", "granted_by", "granted_at", "ended_at"),
+            """
+SELECT g.grant_id, g.site_id, r.username AS resident, b.username AS granted_by, g.granted_at, g.ended_at
+FROM resident_grants g
+LEFT JOIN users r ON r.user_id = g.resident_user_id LEFT JOIN users b ON b.user_id = g.granted_by
+WHERE g.resident_user_id = $1 OR g.site_id = ANY ($2::bigint[])
+ORDER BY g.granted_at, g.grant_id
+""",
+            ("user_id", "owned_sites"),
+        ),
+        TableExport(
+            "installer_assignments",
+            (
+                "assignment_id",
+                "site_id",
+                "installer",
+                "company",
+                "assigned_by",
+                "assigned_at",
+                "expires_at",
+                "revoked_at",
+                "ended_at",
+            ),
+            """
+SELECT a.assignment_id, a.site_id, i.username AS installer, c.name AS company, b.username AS assigned_by,
+       a.assigned_at, a.expires_at, a.revoked_at, a.ended_at
+FROM installer_assignments a JOIN installer_companies c USING (company_id)
+LEFT JOIN users i ON i.user_id = a.installer_user_id LEFT JOIN users b ON b.user_id = a.assigned_by
+WHERE a.installer_user_id = $1 OR a.site_id = ANY ($2::bigint[])
+ORDER BY a.assigned_at, a.assignment_id
+""",
+            ("user_id", "owned_sites"),
+        ),
+        TableExport(
+            "subject_requests",
+            (
+                "request_id",
+                "kind",
+                "filed_by",
+                "received_at",
+                "due_at",
+                "status",
+                "closed_at",
+                "details",
+                "personal_details",
+                "outcome",
+                "trail",
+            ),
+            """
+SELECT r.request_id, r.kind, f.username AS filed_by, r.received_at, r.due_at, r.status, r.closed_at,
+       r.details, r.details_key_id, r.details_ciphertext, r.outcome, r.trail
+FROM subject_requests r LEFT JOIN users f ON f.user_id = r.filed_by_user_id
+WHERE r.subject_user_id = $1
+ORDER BY r.received_at, r.request_id
+""",
+            ("user_id",),
+        ),
+        TableExport(
+            "research_exports",
+            ("export_id", "requested_at", "parameters", "status", "finished_at", "manifest", "reason"),
+            "SELECT export_id, requested_at, parameters, status, finished_at, manifest, reason "
+            "FROM research_exports WHERE requested_by = $1 ORDER BY requested_at, export_id",
+            ("user_id",),
+            note=(
+                "the anonymised research exports you asked for as a researcher. The measurements of your "
+                "homes may be part of anonymised exports (coarse areas of at least 10 households, daily or "
+                "coarser per household); Thuis keeps no record of which households were in an export, so "
+                "no such export can be linked to you"
+            ),
+        ),
+    )
+}
+# Columns that hold JSON documents (asyncpg returns them as text).
+JSON_COLUMNS = frozenset({"products", "definition", "details", "trail", "parameters", "manifest"})
+
+# The subject: their account, and their homes as windows (owned: always; granted: while the grant held).
+SELECT_SUBJECT = "SELECT user_id, username, role, key_id, email_hash FROM users WHERE user_id = $1"
+SELECT_WINDOWS = """
+SELECT site_id, NULL::timestamptz AS since, NULL::timestamptz AS until, true AS owned
+FROM sites WHERE owner_user_id = $1
+UNION ALL
+SELECT site_id, granted_at, ended_at, false FROM resident_grants WHERE resident_user_id = $1
+ORDER BY site_id, since NULLS FIRST
+"""
+# The data keys that open what the export shows: the account's, their contracts', orders', marketing
+# contact's, and their requests' details. (A home's address is sealed with its owner's account key.)
+SELECT_KEY_IDS = """
+SELECT key_id FROM users WHERE user_id = $1
+UNION SELECT key_id FROM contracts WHERE holder_user_id = $1
+UNION SELECT key_id FROM webshop_orders WHERE customer_user_id = $1
+UNION SELECT key_id FROM marketing_contacts WHERE email_hash = $2
+UNION SELECT details_key_id FROM subject_requests WHERE subject_user_id = $1 AND details_key_id IS NOT NULL
+"""
+# Who the subject's data was shown to: every recorded read, with the installer company of the assignment.
+SELECT_READS = """
+SELECT r.occurred_at, u.username AS reader, r.actor_role AS reader_role, c.name AS company, r.action,
+       r.resource, r.site_id, r.assignment_id
+FROM audit_records r
+LEFT JOIN users u ON u.user_id = r.actor_user_id
+LEFT JOIN installer_assignments a ON a.assignment_id = r.assignment_id
+LEFT JOIN installer_companies c ON c.company_id = a.company_id
+WHERE r.subject_user_id = $1
+ORDER BY r.occurred_at
+"""
+READ_COLUMNS = (
+    "occurred_at",
+    "reader",
+    "reader_role",
+    "company",
+    "action",
+    "resource",
+    "site_id",
+    "assignment_id",
+)

@@ -1,0 +1,124 @@
+"""Erasure at a data subject's request: crypto-shredding plus deletion, except what a legal duty keeps.
+
+The catalogue says which categories a legal duty keeps on erasure (`on_erasure = "keep_for_legal_duty"`)
+and for how long; everything else of the subject goes in one transaction of `erase_data_subject` (migration
+0008): their homes with every reading and everything derived, their account and its data key, sessions,
+preferences, sign-ins, consent records, grants and the audit records about them. What is kept is named
+with its legal basis and the day its period ends; retention removes it then.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from thuis.catalogue import Catalogue, Category
+from thuis.db import Connection
+
+ERASE = "SELECT table_name, rows_removed FROM erase_data_subject($1, $2, $3)"
+SELECT_SUBJECT = "SELECT user_id FROM users WHERE user_id = $1"
+# What a legal duty may still keep of the subject, per category the erasure function knows.
+SELECT_KEPT_CONTRACTS = """
+SELECT contract_id, ended_at FROM contracts
+WHERE holder_user_id = $1 AND (ended_at IS NULL OR ended_at >= $2)
+ORDER BY contract_id
+"""
+SELECT_KEPT_ORDERS = """
+SELECT order_id, ordered_at FROM webshop_orders WHERE customer_user_id = $1 AND ordered_at >= $2
+ORDER BY order_id
+"""
+# The categories erase_data_subject can keep, and the table whose rows it keeps.
+KEEPABLE = {"billing_records": "contracts", "webshop_orders": "webshop_orders"}
+
+
+class ErasureError(Exception):
+    """Erasure cannot be done as asked (no such subject, or the catalogue asks for what the code cannot)."""
+
+
+@dataclass(frozen=True)
+class Kept:
+    """Records of a category a legal duty keeps after erasure, and until when."""
+
+    category: str
+    name: str
+    rows: int
+    legal_basis: str
+    until: dt.date | None  # None: the period has not started (a contract that still runs)
+
+
+@dataclass(frozen=True)
+class ErasureResult:
+    """What erasure removed (rows per table) and what it kept, with the reason."""
+
+    removed: dict[str, int]
+    kept: list[Kept]
+
+    def refusal(self) -> str | None:
+        """Return the reason some data stays, in words for the subject, or None when everything went."""
+        if not self.kept:
+            return None
+        parts = []
+        for kept in self.kept:
+            until = (
+                f"until {kept.until.isoformat()}"
+                if kept.until is not None
+                else "until 7 years after the contract ends"
+            )
+            parts.append(f"{kept.name} ({kept.rows}) are kept {until}: {kept.legal_basis}")
+        return "erasure refused in part, as the law requires: " + "; ".join(parts)
+
+
+def legal_duty_cutoffs(catalogue: Catalogue, *, now: dt.datetime) -> dict[str, dt.datetime]:
+    """Return, per keepable category, the moment from which its records are still under a legal duty."""
+    cutoffs = {}
+    for category in catalogue.categories:
+        if category.on_erasure != "keep_for_legal_duty":
+            continue
+        if category.id not in KEEPABLE or category.keep is None:
+            raise ErasureError(
+                f"the catalogue keeps {category.id!r} for a legal duty on erasure, which erasure cannot yet"
+            )
+        cutoffs[category.id] = category.keep.before(now)
+    return cutoffs
+
+
+async def erase_subject(
+    conn: Connection, catalogue: Catalogue, *, user_id: int, now: dt.datetime | None = None
+) -> ErasureResult:
+    """Erase a data subject in one transaction; return what went and what a legal duty keeps."""
+    now = now or dt.datetime.now(dt.UTC)
+    cutoffs = legal_duty_cutoffs(catalogue, now=now)
+    categories = {category.id: category for category in catalogue.categories}
+    async with conn.transaction():
+        if await conn.fetchval(SELECT_SUBJECT, user_id) is None:
+            raise ErasureError(f"there is no account {user_id}")
+        kept = await _kept(conn, categories, cutoffs, user_id=user_id)
+        rows = await conn.fetch(ERASE, user_id, cutoffs.get("billing_records"), cutoffs.get("webshop_orders"))
+    return ErasureResult({row["table_name"]: row["rows_removed"] for row in rows}, kept)
+
+
+async def _kept(
+    conn: Connection, categories: dict[str, Category], cutoffs: dict[str, dt.datetime], *, user_id: int
+) -> list[Kept]:
+    kept = []
+    if "billing_records" in cutoffs:
+        contracts = await conn.fetch(SELECT_KEPT_CONTRACTS, user_id, cutoffs["billing_records"])
+        if contracts:
+            category = categories["billing_records"]
+            ends = [row["ended_at"] for row in contracts]
+            until = None if None in ends else _until(category, max(ends))
+            kept.append(Kept(category.id, category.name, len(contracts), category.legal_basis, until))
+    if "webshop_orders" in cutoffs:
+        orders = await conn.fetch(SELECT_KEPT_ORDERS, user_id, cutoffs["webshop_orders"])
+        if orders:
+            category = categories["webshop_orders"]
+            until = _until(category, max(row["ordered_at"] for row in orders))
+            kept.append(Kept(category.id, category.name, len(orders), category.legal_basis, until))
+    return kept
+
+
+def _until(category: Category, moment: dt.datetime) -> dt.date:
+    """Return the day a record counted from `moment` leaves its period."""
+    if category.keep is None:
+        raise ErasureError(f"{category.id} is kept indefinitely")
+    return category.keep.after(moment).date()

@@ -1,1 +1,0 @@
-"""Subcommands of the `thuis` command line that belong to no single process."""

@@ -4,9 +4,9 @@
 
 Seeds owners, sites in 200 postcode areas with a Maxem grid meter each, and `--days` days of daily rollups
 of two measures (import meter reading in kWh, power in W) straight into `energy_daily`: households x days x
-2 rows. Then, as the `thuis_export` role and with the code of `thuis export` (`privacy.research.export`), it times
-`--runs` exports of each kind (per-household daily series as CSV and as Parquet, daily aggregates per cell),
-counting the archive's bytes and throwing them away, and in the same run, as the owner:
+2 rows. Then, as the `thuis_export` role and with the code of `thuis export` (`privacy.research.export`),
+it times `--runs` exports of each kind (per-household daily series as CSV and as Parquet, daily aggregates
+per cell), counting the archive's bytes and throwing them away, and in the same run, as the owner:
 
 - a plain `COPY (SELECT <the rollup columns> FROM energy_daily WHERE <the period>) TO STDOUT (FORMAT csv)`
   of the same rows: the ceiling of reading them out of PostgreSQL;

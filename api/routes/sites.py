@@ -36,13 +36,12 @@ from api.services.personal import keyring_of
 from privacy.keys.fields import CONTRACTS_HOLDER, USERS_EMAIL, open_document, open_text
 from privacy.keys.subject_keys import load_key_async
 from thuis.db import Connection
+from thuis.metrics import table_of
 
 router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES, tags=["sites"])
 
 SiteId: TypeAlias = Id
 DeviceId: TypeAlias = Id
-# Devices whose readings are energy monitoring (kept at least 10 years); the others are smart home.
-ENERGY_DEVICE_KINDS = frozenset({"p1meter", "grid", "ev", "heat_pump", "solar"})
 BUCKETS = {"15min": "15 minutes", "hour": "1 hour", "day": "1 day", "month": "1 month"}
 BUCKET_SECONDS = {"15min": 900, "hour": 3600, "day": 86400, "month": 28 * 86400}
 MAX_BUCKETS = 10_000
@@ -177,7 +176,7 @@ async def list_readings(
         device = await conn.fetchrow(queries.SELECT_DEVICE_OF_SITE, site_id, device_id)
         if device is None:
             raise not_found(f"device {device_id} of site {site_id}")
-        table = "energy_readings" if device["device_kind"] in ENERGY_DEVICE_KINDS else "smart_home_readings"
+        table = table_of(device["device_kind"])
         zone = _zone(time_zone or await user_time_zone(conn, principal=principal, access=access))
         if resolution == "raw":
             page = await _raw(

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from ingest.decode.common import (
-    ENERGY,
-    SMART_HOME,
     Decoded,
     DecodeError,
     Reading,
-    ReadingTable,
     StatusReport,
     boolean,
     check_version,
@@ -24,59 +20,38 @@ from ingest.decode.common import (
     require_fields,
     short_text,
 )
+from thuis.metrics import Metric, metric
 
 SUPPORTED_SCHEMAS = (1,)
 MAX_NODE_ID = 232  # Z-Wave node ids run from 1 to 232
-METER_MAX = 1e9
-
-
-@dataclass(frozen=True, slots=True)
-class ValueSpec:
-    """How one value of a node report is checked and stored."""
-
-    metric: str
-    table: ReadingTable
-    lower: float | None = None  # None: a boolean
-    upper: float | None = None
-
-
-def _num(metric: str, lower: float, upper: float, table: ReadingTable = SMART_HOME) -> ValueSpec:
-    return ValueSpec(metric, table, lower, upper)
-
-
-def _flag(metric: str) -> ValueSpec:
-    return ValueSpec(metric, SMART_HOME)
-
-
-TEMPERATURE = _num("temperature_c", -50, 100)
-BATTERY = _num("battery_pct", 0, 100)
-NODE_TYPES: dict[str, dict[str, ValueSpec]] = {
+# node type -> payload value name -> the catalogue's metric (its table, unit and bounds come from there)
+VALUE_NAMES: dict[str, dict[str, str]] = {
     "multisensor": {
-        "temperature": TEMPERATURE,
-        "humidity": _num("humidity_pct", 0, 100),
-        "luminance": _num("luminance_lux", 0, 100_000),
-        "motion": _flag("motion"),
-        "battery": BATTERY,
+        "temperature": "temperature_c",
+        "humidity": "humidity_pct",
+        "luminance": "luminance_lux",
+        "motion": "motion",
+        "battery": "battery_pct",
     },
-    "door": {"open": _flag("door_open"), "battery": BATTERY},
-    "switch": {
-        "on": _flag("switch_on"),
-        "power": _num("power_w", -50_000, 50_000),
-        "energy": _num("energy_kwh", 0, METER_MAX),
-    },
+    "door": {"open": "door_open", "battery": "battery_pct"},
+    "switch": {"on": "switch_on", "power": "power_w", "energy": "energy_kwh"},
     "thermostat": {
-        "temperature": TEMPERATURE,
-        "setpoint": _num("setpoint_c", 0, 40),
-        "valve": _num("valve_pct", 0, 100),
-        "battery": BATTERY,
+        "temperature": "temperature_c",
+        "setpoint": "setpoint_c",
+        "valve": "valve_pct",
+        "battery": "battery_pct",
     },
     "p1meter": {
-        "import_energy": _num("import_energy_kwh", 0, METER_MAX, ENERGY),
-        "export_energy": _num("export_energy_kwh", 0, METER_MAX, ENERGY),
-        "import_power": _num("import_power_w", 0, 100_000, ENERGY),
-        "export_power": _num("export_power_w", 0, 100_000, ENERGY),
-        "gas": _num("gas_m3", 0, METER_MAX, ENERGY),
+        "import_energy": "import_energy_kwh",
+        "export_energy": "export_energy_kwh",
+        "import_power": "import_power_w",
+        "export_power": "export_power_w",
+        "gas": "gas_m3",
     },
+}
+NODE_TYPES: dict[str, dict[str, Metric]] = {
+    node_type: {name: metric(node_type, metric_name) for name, metric_name in names.items()}
+    for node_type, names in VALUE_NAMES.items()
 }
 
 
@@ -131,11 +106,11 @@ def _node_report(node: str, document: dict[str, Any]) -> tuple[Reading, ...]:
                 f"values: unknown value {quote(name)} for node type {node_type!r}; known: {', '.join(specs)}"
             )
         path = f"values.{name}"
-        if spec.lower is None or spec.upper is None:
+        if spec.kind == "flag":
             value = boolean(raw, path=path)
         else:
             value = number(raw, lower=spec.lower, upper=spec.upper, path=path)
-        readings.append(Reading(spec.table, node, node_type, spec.metric, measured_at, value))
+        readings.append(Reading(spec.table, node, node_type, spec.name, measured_at, value))
     return tuple(readings)
 
 

@@ -8,13 +8,12 @@ import math
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
-ReadingTable = Literal["energy_readings", "smart_home_readings"]
-ENERGY: ReadingTable = "energy_readings"
-SMART_HOME: ReadingTable = "smart_home_readings"
+from thuis.metrics import ReadingTable
+
 UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # Epoch milliseconds this far out are not a measurement time (year 9999 ends before 253402300800000).
 MAX_EPOCH_MS = 253_402_300_799_999

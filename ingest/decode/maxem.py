@@ -6,7 +6,6 @@ import datetime as dt
 from typing import Any
 
 from ingest.decode.common import (
-    ENERGY,
     Decoded,
     DecodeError,
     Reading,
@@ -21,29 +20,24 @@ from ingest.decode.common import (
     rfc3339,
     short_text,
 )
+from thuis.metrics import PHASES, Metric, metric
 
 SUPPORTED_VERSIONS = (1,)
-METER_MAX = 1e9
-POWER_MAX = 100_000.0
-CURRENT_MAX = 100.0
 PHASE_COUNTS = (1, 3)
 
-# channel -> field -> (metric, lower, upper); a None bound marks a boolean field.
-SCALAR_FIELDS: dict[str, dict[str, tuple[str, float | None, float | None]]] = {
-    "grid": {
-        "import_kwh": ("import_energy_kwh", 0, METER_MAX),
-        "export_kwh": ("export_energy_kwh", 0, METER_MAX),
-    },
-    "ev": {
-        "power_w": ("power_w", 0, POWER_MAX),
-        "energy_kwh": ("energy_kwh", 0, METER_MAX),
-        "charging": ("charging", None, None),
-    },
-    "heat_pump": {"power_w": ("power_w", 0, POWER_MAX), "energy_kwh": ("energy_kwh", 0, METER_MAX)},
-    "solar": {"power_w": ("power_w", 0, POWER_MAX), "energy_kwh": ("energy_kwh", 0, METER_MAX)},
+# channel -> payload field -> the catalogue's metric (its unit, bounds and kind come from there)
+FIELD_NAMES: dict[str, dict[str, str]] = {
+    "grid": {"import_kwh": "import_energy_kwh", "export_kwh": "export_energy_kwh"},
+    "ev": {"power_w": "power_w", "energy_kwh": "energy_kwh", "charging": "charging"},
+    "heat_pump": {"power_w": "power_w", "energy_kwh": "energy_kwh"},
+    "solar": {"power_w": "power_w", "energy_kwh": "energy_kwh"},
 }
-# grid fields that hold one value per phase: field -> (metric pattern, bound)
-PHASE_FIELDS = {"power_w": ("power_l{}_w", POWER_MAX), "current_a": ("current_l{}_a", CURRENT_MAX)}
+SCALAR_FIELDS: dict[str, dict[str, Metric]] = {
+    channel: {name: metric(channel, metric_name) for name, metric_name in names.items()}
+    for channel, names in FIELD_NAMES.items()
+}
+# grid fields that hold one value per phase: field -> metric name pattern (phase 1, 2 or 3)
+PHASE_FIELDS = {"power_w": "power_l{}_w", "current_a": "current_l{}_a"}
 CHANNELS = tuple(SCALAR_FIELDS)
 
 
@@ -85,24 +79,25 @@ def _channel(channel: str, fields: object, measured_at: dt.datetime) -> list[Rea
     for name, raw in fields.items():
         path = f"{channel}.{name}"
         if name in phased:
-            pattern, bound = phased[name]
-            for phase, value in enumerate(_phases(raw, bound=bound, path=path), start=1):
-                readings.append(Reading(ENERGY, channel, channel, pattern.format(phase), measured_at, value))
+            phases = [metric(channel, phased[name].format(phase)) for phase in PHASES]
+            for spec, value in zip(phases, _phases(raw, specs=phases, path=path), strict=False):
+                readings.append(Reading(spec.table, channel, channel, spec.name, measured_at, value))
             continue
-        metric, lower, upper = scalars[name]
-        if lower is None or upper is None:
+        spec = scalars[name]
+        if spec.kind == "flag":
             value = boolean(raw, path=path)
         else:
-            value = number(raw, lower=lower, upper=upper, path=path)
-        readings.append(Reading(ENERGY, channel, channel, metric, measured_at, value))
+            value = number(raw, lower=spec.lower, upper=spec.upper, path=path)
+        readings.append(Reading(spec.table, channel, channel, spec.name, measured_at, value))
     return readings
 
 
-def _phases(raw: object, *, bound: float, path: str) -> list[float]:
+def _phases(raw: object, *, specs: list[Metric], path: str) -> list[float]:
     if not isinstance(raw, list) or len(raw) not in PHASE_COUNTS:
         raise DecodeError(f"{path}: expected an array of 1 or 3 numbers, got {describe(raw)}")
     return [
-        number(value, lower=-bound, upper=bound, path=f"{path}[{index}]") for index, value in enumerate(raw)
+        number(value, lower=spec.lower, upper=spec.upper, path=f"{path}[{index}]")
+        for index, (value, spec) in enumerate(zip(raw, specs, strict=False))
     ]
 
 

@@ -15,8 +15,8 @@ meter readings (the bucket's last reading minus the last one before the bucket; 
 the last reading before the period, else the bucket's lowest) and the sum of the time-weighted means else.
 """
 
-# A run of households (privacy.research.export.HOUSEHOLDS_PER_QUERY) sorts in memory with this much, not on disk;
-# compiling the statements (JIT) would cost more than it saves on runs of this size.
+# A run of households (privacy.research.export.HOUSEHOLDS_PER_QUERY) sorts in memory with this much, not on
+# disk; compiling the statements (JIT) would cost more than it saves on runs of this size.
 SESSION_SETTINGS = "SET LOCAL work_mem = '32MB'; SET LOCAL jit = off"
 
 # Every site whose data for the measures falls in the period, with its coarse cells and the first rule

@@ -10,11 +10,9 @@ from typing import Any, Literal, get_args
 
 import h3
 
-from ingest.decode import benext, maxem
-from ingest.decode.common import ENERGY
 from privacy.location import COARSEST_H3_RESOLUTION, DEFAULT_H3_RESOLUTION, DEFAULT_K, Scheme
 from privacy.research.files import FileFormat
-from thuis.metrics import is_meter
+from thuis.metrics import energy_measures, is_meter
 
 Shape = Literal["households", "aggregates"]
 Resolution = Literal["15min", "hour", "day", "week", "month"]
@@ -54,20 +52,8 @@ class Measure:
 
 
 def research_measures() -> dict[str, Measure]:
-    """Return every energy measure the decoders store, by name (`<device kind>.<metric>`), sorted.
-
-    Taken from the decoders, like the rollups' metrics, so the two cannot drift apart.
-    """
-    measures: list[Measure] = []
-    for channel, fields in maxem.SCALAR_FIELDS.items():
-        measures += [Measure(channel, metric) for metric, _, _ in fields.values()]
-    for pattern, _ in maxem.PHASE_FIELDS.values():
-        measures += [
-            Measure("grid", pattern.format(phase)) for phase in range(1, max(maxem.PHASE_COUNTS) + 1)
-        ]
-    for node_type, values in benext.NODE_TYPES.items():
-        measures += [Measure(node_type, spec.metric) for spec in values.values() if spec.table == ENERGY]
-    return {measure.name: measure for measure in sorted(measures, key=lambda m: m.name)}
+    """Return every energy measure of the metric catalogue, by name (`<device kind>.<metric>`), sorted."""
+    return {name: Measure(m.device_kind, m.name) for name, m in energy_measures().items()}
 
 
 @dataclass(frozen=True)

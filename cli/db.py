@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-import psycopg
-
+from cli.settings import CommandError, database_url
 from ops.roles import SERVICE_ROLES, set_role_password
+from thuis.db import connect_sync
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -25,15 +24,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Set the password."""
-    url = args.database_url or os.environ.get("THUIS_DATABASE_URL")
-    if not url:
-        print("thuis db: set THUIS_DATABASE_URL or pass --database-url", file=sys.stderr)  # noqa: T201
+    try:
+        url = database_url(args, role="a superuser")
+    except CommandError as err:
+        print(f"thuis db: {err}", file=sys.stderr)  # noqa: T201
         return 2
     source = args.password_file.read_text() if args.password_file else sys.stdin.read()
     password = source.strip()
     if len(password) < 16:
         print("thuis db: a service password must have at least 16 characters", file=sys.stderr)  # noqa: T201
         return 2
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect_sync(url, autocommit=True) as conn:
         set_role_password(conn, role=args.role, password=password)
     return 0

@@ -6,17 +6,16 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
+from cli.settings import CommandError, database_url
 from privacy.location import DEFAULT_K
 from privacy.research.export import prepare_export
 from privacy.research.queries import SELECT_REQUESTER_ROLE
 from privacy.research.request import RESOLUTIONS, ExportRefusedError, ExportRequest
+from thuis.db import connection
 
 REQUESTER_ROLES = ("researcher", "privacy_officer")
 
@@ -51,9 +50,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Make the export; exit 1 with the reason when it is refused, 2 without a database URL."""
-    url = args.database_url or os.environ.get("THUIS_DATABASE_URL")
-    if not url:
-        print("thuis export: set THUIS_DATABASE_URL or pass --database-url", file=sys.stderr)  # noqa: T201
+    try:
+        url = database_url(args, role="the thuis_export role")
+    except CommandError as err:
+        print(f"thuis export: {err}", file=sys.stderr)  # noqa: T201
         return 2
     request = ExportRequest(
         start=args.start,
@@ -79,8 +79,7 @@ async def export_to_file(
     url: str, request: ExportRequest, *, out: Path, requested_by: int | None
 ) -> dict[str, Any]:
     """Write the export's archive to `out` (removed again if it fails); return its manifest."""
-    conn = await asyncpg.connect(url, server_settings={"TimeZone": "UTC", "application_name": "thuis-export"})
-    try:
+    async with connection(url, application_name="thuis-export") as conn:
         if requested_by is not None:
             role = await conn.fetchval(SELECT_REQUESTER_ROLE, requested_by)
             if role not in REQUESTER_ROLES:
@@ -99,5 +98,3 @@ async def export_to_file(
             await prepared.close()
             staging.unlink(missing_ok=True)
         return prepared.manifest
-    finally:
-        await conn.close()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 
-import psycopg
-
+from cli.settings import CommandError, database_url
 from ops.registry import RegistryError, create_site, register_gateway
+from thuis.db import connect_sync
 from thuis.identity import VENDORS
 
 
@@ -24,6 +23,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     site.add_argument("--new-site", metavar="LABEL", help="create a site with this label")
     register.add_argument("--time-zone", default="Europe/Amsterdam", help="of a new site")
     register.add_argument(
+        "--database-url", help="postgresql:// URL of the schema owner (default: THUIS_DATABASE_URL)"
+    )
+    register.add_argument(
         "--registered-at",
         type=dt.datetime.fromisoformat,
         default=None,
@@ -33,15 +35,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Register and print the site id."""
-    url = os.environ.get("THUIS_DATABASE_URL")
-    if not url:
-        print("thuis gateway: set THUIS_DATABASE_URL", file=sys.stderr)  # noqa: T201
+    try:
+        url = database_url(args)
+    except CommandError as err:
+        print(f"thuis gateway: {err}", file=sys.stderr)  # noqa: T201
         return 2
     if args.registered_at is not None and args.registered_at.tzinfo is None:
         print("thuis gateway: --registered-at needs a UTC offset", file=sys.stderr)  # noqa: T201
         return 2
     try:
-        with psycopg.connect(url) as conn:
+        with connect_sync(url) as conn:
             site_id = args.site_id or create_site(conn, label=args.new_site, time_zone=args.time_zone)
             register_gateway(
                 conn,

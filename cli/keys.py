@@ -9,13 +9,12 @@ removes the old master key once no data key needs it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
-import os
 import sys
 from pathlib import Path
 
-import psycopg
-
+from cli.settings import CommandError, database_url, keyring_path
 from privacy.keys.crypto import (
     Keyring,
     KeyringError,
@@ -26,6 +25,7 @@ from privacy.keys.crypto import (
     write_keyring,
 )
 from privacy.keys.subject_keys import keys_by_master, rewrap_all
+from thuis.db import connection
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -48,40 +48,38 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action.add_argument("--batch-size", type=int, default=1000, help=argparse.SUPPRESS)
 
 
-def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit per outcome
+def run(args: argparse.Namespace) -> int:
     """Do it; say why not when it cannot be done (exit 1), or what is missing (exit 2)."""
-    path = args.keyring or os.environ.get("THUIS_KEYRING_FILE")
-    if not path:
-        return _fail("set THUIS_KEYRING_FILE or pass --keyring", status=2)
-    keyring_path = Path(path)
     try:
+        keyring_file = keyring_path(args)
         if args.keys_action == "init":
-            if keyring_path.exists():
-                return _fail(f"{keyring_path} exists already; a second keyring would orphan the data keys")
-            write_keyring(keyring_path, new_keyring(args.master_key_id or _new_id()))
-            _say(f"created {keyring_path}")
+            if keyring_file.exists():
+                return _fail(f"{keyring_file} exists already; a second keyring would orphan the data keys")
+            write_keyring(keyring_file, new_keyring(args.master_key_id or _new_id()))
+            _say(f"created {keyring_file}")
             return 0
-        keyring = KeyringFile(keyring_path).get()
+        keyring = KeyringFile(keyring_file).get()
         if args.keys_action == "add-master":
             keyring = with_new_master_key(keyring, args.master_key_id or _new_id())
-            write_keyring(keyring_path, keyring)
+            write_keyring(keyring_file, keyring)
             _say(f"master key {keyring.current} is current; now run `thuis keys rotate`")
             return 0
-        url = args.database_url or os.environ.get("THUIS_DATABASE_URL")
-        if not url:
-            return _fail("set THUIS_DATABASE_URL or pass --database-url", status=2)
-        with psycopg.connect(url, autocommit=True) as conn:
-            return _with_database(conn, args, keyring_path, keyring)
+        return asyncio.run(_with_database(database_url(args), args, keyring_file, keyring))
+    except CommandError as err:
+        return _fail(str(err), status=2)
     except KeyringError as err:
         return _fail(str(err))
 
 
-def _with_database(conn: psycopg.Connection, args: argparse.Namespace, path: Path, keyring: Keyring) -> int:
-    if args.keys_action == "rotate":
-        count = rewrap_all(conn, keyring, batch_size=args.batch_size)
-        _say(f"re-wrapped {count} data keys with master key {keyring.current}")
-    elif args.keys_action == "retire":
-        still = keys_by_master(conn).get(args.master_key_id, 0)
+async def _with_database(url: str, args: argparse.Namespace, path: Path, keyring: Keyring) -> int:
+    async with connection(url, application_name="thuis-keys") as conn:
+        if args.keys_action == "rotate":
+            count = await rewrap_all(conn, keyring, batch_size=args.batch_size)
+            _say(f"re-wrapped {count} data keys with master key {keyring.current}")
+            return 0
+        counts = await keys_by_master(conn)
+    if args.keys_action == "retire":
+        still = counts.get(args.master_key_id, 0)
         if still:
             return _fail(
                 f"{still} data keys are still wrapped by {args.master_key_id}; run `thuis keys rotate`"
@@ -89,7 +87,7 @@ def _with_database(conn: psycopg.Connection, args: argparse.Namespace, path: Pat
         write_keyring(path, without_master_key(keyring, args.master_key_id))
         _say(f"master key {args.master_key_id} removed from {path}")
         return 0
-    for master_key_id, count in sorted(keys_by_master(conn).items()):
+    for master_key_id, count in sorted(counts.items()):
         mark = " (current)" if master_key_id == keyring.current else ""
         known = "" if master_key_id in keyring.master_keys else " - NOT IN THE KEYRING"
         _say(f"{master_key_id}{mark}: {count} data keys{known}")

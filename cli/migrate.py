@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 import psycopg
 
+from cli.settings import CommandError, database_url
 from ops.migrate import MigrationError, migrate
 from thuis.catalogue import CatalogueError, check_schema, load_catalogue
 
@@ -26,9 +26,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Apply what is pending, say what was done, and refuse a schema the data catalogue does not cover."""
-    url = args.database_url or os.environ.get("THUIS_DATABASE_URL")
-    if not url:
-        print("thuis migrate: set THUIS_DATABASE_URL or pass --database-url", file=sys.stderr)  # noqa: T201
+    try:
+        url = database_url(args)
+    except CommandError as err:
+        print(f"thuis migrate: {err}", file=sys.stderr)  # noqa: T201
         return 2
     try:
         applied = migrate(url)

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from gateway_sim import cli as simulator
 from ops.provision import provision
+from thuis.db import connect_sync
 from thuis.settings import ThuisSettings
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         try:
             database_url = ThuisSettings().database_url.get_secret_value()
-            with psycopg.connect(database_url, autocommit=False) as conn:
+            with connect_sync(database_url) as conn:
                 # Back-filled readings must not predate the registration, or the ingest quarantines them.
                 provision(
                     conn,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import secrets
@@ -14,16 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import psycopg
-from psycopg import sql
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ops.accounts import create_account, set_site_owner
+from ops.accounts import account_exists, create_account, set_site_owner
 from ops.certs import init_certificates
 from ops.localstack import LocalStackError, MosquittoBroker, PostgresCluster
 from ops.migrate import migrate
 from ops.provision import provision
 from ops.roles import SERVICE_ROLES, set_role_password
 from privacy.keys.crypto import Keyring, KeyringFile, new_keyring, write_keyring
+from thuis.db import connect_sync, connection
 from thuis.identity import INGEST_IDENTITY, client_paths
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,14 @@ log = logging.getLogger(__name__)
 CHECKOUT = Path(__file__).resolve().parents[1]
 DATABASE = "thuis"
 DEMO_OWNER = "demo-owner"
+
+
+class StackSettings(BaseSettings):
+    """Where the local stack keeps its state (THUIS_STATE_DIR), if not in .thuis/ of the checkout."""
+
+    model_config = SettingsConfigDict(env_prefix="THUIS_", extra="ignore")
+
+    state_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     up.add_argument(
         "--state-dir",
         type=Path,
-        default=Path(os.environ.get("THUIS_STATE_DIR", CHECKOUT / ".thuis")),
+        default=StackSettings().state_dir or CHECKOUT / ".thuis",
         help="where the stack keeps its state (default: .thuis/ of the checkout)",
     )
     up.add_argument("--pg-port", type=int, default=54329)
@@ -125,7 +134,7 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
                 "THUIS_KEYRING_FILE": str(paths.secrets / "keyring.toml"),
             }
             children.append(_spawn(command, environment | extra, paths.logs / log_name))
-        with psycopg.connect(cluster.dsn(DATABASE)) as conn:
+        with connect_sync(cluster.dsn(DATABASE)) as conn:
             gateways = provision(
                 conn,
                 certs_dir=paths.certs,
@@ -134,7 +143,7 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
                 prefix="sim",
                 registered_at=None,
             )
-            _demo_owner(conn, paths, site_ids={gateway.site_id for gateway in gateways})
+        asyncio.run(_demo_owner(cluster, paths, site_ids={gateway.site_id for gateway in gateways}))
         fleet = ["--benext", str(args.benext), "--maxem", str(args.maxem)]
         sim = ["sim", *fleet, "--rate", str(args.rate), "--certs", str(paths.certs)]
         children.append(_spawn(sim, environment, paths.logs / "sim.log"))
@@ -153,14 +162,11 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
 
 
 def _prepare_database(cluster: PostgresCluster, passwords: dict[str, str]) -> None:
-    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
-        if exists is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+    cluster.create_database(DATABASE)
     applied = migrate(cluster.dsn(DATABASE))
     if applied:
         log.info("applied migrations %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
-    with psycopg.connect(cluster.dsn(DATABASE), autocommit=True) as conn:
+    with connect_sync(cluster.dsn(DATABASE), autocommit=True) as conn:
         for role, password in passwords.items():
             set_role_password(conn, role=role, password=password)
 
@@ -173,19 +179,19 @@ def _keyring(paths: StackPaths) -> Keyring:
     return KeyringFile(path).get()
 
 
-def _demo_owner(conn: psycopg.Connection, paths: StackPaths, *, site_ids: set[int]) -> None:
+async def _demo_owner(cluster: PostgresCluster, paths: StackPaths, *, site_ids: set[int]) -> None:
     """Let a demo owner sign in to the portal and see the simulated homes."""
-    exists = conn.execute("SELECT 1 FROM users WHERE username = %s", (DEMO_OWNER,)).fetchone()
-    if exists is None:
-        create_account(
-            conn,
-            _keyring(paths),
-            username=DEMO_OWNER,
-            password=_secret(paths, "portal-demo-owner"),
-            role="owner",
-        )
-    for site_id in sorted(site_ids):
-        set_site_owner(conn, site_id=site_id, owner=DEMO_OWNER)
+    async with connection(cluster.dsn(DATABASE), application_name="thuis-stack") as conn:
+        if not await account_exists(conn, username=DEMO_OWNER):
+            await create_account(
+                conn,
+                _keyring(paths),
+                username=DEMO_OWNER,
+                password=_secret(paths, "portal-demo-owner"),
+                role="owner",
+            )
+        for site_id in sorted(site_ids):
+            await set_site_owner(conn, site_id=site_id, owner=DEMO_OWNER)
 
 
 def _environment(

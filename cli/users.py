@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
-import os
 import sys
 from pathlib import Path
 
-import psycopg
-
+from cli.settings import CommandError, database_url, keyring_path
 from ops.accounts import ROLES, AccountError, create_account, find_accounts_by_email, set_site_owner
 from privacy.keys.crypto import Keyring, KeyringError, KeyringFile
+from thuis.db import connection
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -41,39 +41,43 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Do it; say why not when it cannot be done (exit 1)."""
-    url = args.database_url or os.environ.get("THUIS_DATABASE_URL")
-    if not url:
-        print("thuis users: set THUIS_DATABASE_URL or pass --database-url", file=sys.stderr)  # noqa: T201
-        return 2
+    """Do it; say why not when it cannot be done (exit 1), or what is missing (exit 2)."""
     try:
-        with psycopg.connect(url) as conn:
-            if args.users_action == "own":
-                set_site_owner(conn, site_id=args.site_id, owner=args.owner)
-                return 0
-            keyring = _keyring(args)
-            if args.users_action == "find":
-                for user_id, username, role in find_accounts_by_email(conn, keyring, email=args.email):
-                    print(f"{user_id}\t{username}\t{role}")  # noqa: T201
-                return 0
-            password = (
-                getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
-            )
-            account = create_account(
-                conn,
-                keyring,
-                username=args.username,
-                password=password,
-                role=args.role,
-                email=args.email,
-                holder_name=args.holder_name,
-                resident_of=args.resident_of,
-                company=args.company,
-                company_admin=args.company_admin,
-            )
+        url = database_url(args)
+        keyring = None if args.users_action == "own" else KeyringFile(keyring_path(args)).get()
+        password = _password() if args.users_action == "add" else ""
+        return asyncio.run(_run(args, url, keyring, password))
+    except CommandError as err:
+        print(f"thuis users: {err}", file=sys.stderr)  # noqa: T201
+        return 2
     except (AccountError, KeyringError) as err:
         print(f"thuis users: {err}", file=sys.stderr)  # noqa: T201
         return 1
+
+
+async def _run(args: argparse.Namespace, url: str, keyring: Keyring | None, password: str) -> int:
+    async with connection(url, application_name="thuis-users") as conn:
+        if args.users_action == "own":
+            await set_site_owner(conn, site_id=args.site_id, owner=args.owner)
+            return 0
+        if keyring is None:
+            raise KeyringError("no keyring")
+        if args.users_action == "find":
+            for user_id, username, role in await find_accounts_by_email(conn, keyring, email=args.email):
+                print(f"{user_id}\t{username}\t{role}")  # noqa: T201
+            return 0
+        account = await create_account(
+            conn,
+            keyring,
+            username=args.username,
+            password=password,
+            role=args.role,
+            email=args.email,
+            holder_name=args.holder_name,
+            resident_of=args.resident_of,
+            company=args.company,
+            company_admin=args.company_admin,
+        )
     print(f"created {account.username} (user {account.user_id})")  # noqa: T201
     if account.otpauth_uri:
         # Shown once, for the person to enter in their authenticator app; never logged.
@@ -82,8 +86,5 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keyring(args: argparse.Namespace) -> Keyring:
-    path = args.keyring or os.environ.get("THUIS_KEYRING_FILE")
-    if not path:
-        raise KeyringError("set THUIS_KEYRING_FILE or pass --keyring (create one with `thuis keys init`)")
-    return KeyringFile(Path(path)).get()
+def _password() -> str:
+    return getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import psycopg
+import asyncpg
 import pyotp
 
 from api.services.credentials import (
@@ -16,34 +16,13 @@ from api.services.credentials import (
     totp_uri,
 )
 from api.services.signin import TWO_FACTOR_ROLES
+from ops import queries
 from privacy.keys.crypto import Keyring, seal, seal_json
 from privacy.keys.fields import CONTRACTS_HOLDER, USERS_EMAIL, USERS_TOTP_SECRET
 from privacy.keys.subject_keys import create_key
+from thuis.db import Connection
 
 ROLES = ("owner", "resident", "installer", "researcher", "privacy_officer")
-
-INSERT_CONTRACT = "INSERT INTO contracts (key_id, holder_ciphertext) VALUES (%s, %s) RETURNING contract_id"
-SET_CONTRACT_HOLDER = "UPDATE contracts SET holder_user_id = %s WHERE contract_id = %s"
-SELECT_CONTRACT_OF_OWNER = """
-SELECT contract_id FROM users WHERE username = %s AND role = 'owner' AND closed_at IS NULL
-"""
-SELECT_COMPANY = "SELECT company_id FROM installer_companies WHERE name = %s"
-INSERT_COMPANY = "INSERT INTO installer_companies (name) VALUES (%s) RETURNING company_id"
-INSERT_USER = """
-INSERT INTO users (username, key_id, email_ciphertext, email_hash, password_hash, role, contract_id,
-                   installer_company_id, company_admin, totp_secret_ciphertext, totp_confirmed_at,
-                   totp_last_step, recovery_code_hashes)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-RETURNING user_id
-"""
-SELECT_ACCOUNTS_BY_EMAIL_HASH = """
-SELECT user_id, username, role FROM users WHERE email_hash = %s AND closed_at IS NULL ORDER BY user_id
-"""
-SET_SITE_OWNER = """
-UPDATE sites SET owner_user_id = (SELECT user_id FROM users WHERE username = %s AND role = 'owner')
-WHERE site_id = %s
-RETURNING owner_user_id
-"""
 
 
 class AccountError(Exception):
@@ -61,8 +40,8 @@ class NewAccount:
     recovery_codes: list[str]
 
 
-def create_account(
-    conn: psycopg.Connection,
+async def create_account(
+    conn: Connection,
     keyring: Keyring,
     *,
     username: str,
@@ -81,8 +60,8 @@ def create_account(
     holder's details are stored encrypted, each with the data key of its subject (`privacy/crypto.py`).
     """
     # One savepoint: a refused account leaves no contract or data key behind.
-    with conn.transaction():
-        return _create_account(
+    async with conn.transaction():
+        return await _create_account(
             conn,
             keyring,
             username=username.strip().lower(),
@@ -96,8 +75,8 @@ def create_account(
         )
 
 
-def _create_account(  # noqa: PLR0912 - one branch per role and field
-    conn: psycopg.Connection,
+async def _create_account(  # noqa: PLR0912 - one branch per role and field
+    conn: Connection,
     keyring: Keyring,
     *,
     username: str,
@@ -116,22 +95,23 @@ def _create_account(  # noqa: PLR0912 - one branch per role and field
         raise AccountError(problem)
     contract_id = company_id = None
     if role == "owner":
-        billing = create_key(conn, keyring, scope="billing")
+        billing = await create_key(conn, keyring, scope="billing")
         holder = {"holder_name": holder_name or username, "email": email}
         sealed_holder = seal_json(billing.data_key, holder, context=CONTRACTS_HOLDER)
-        contract_id = _one(conn.execute(INSERT_CONTRACT, (billing.key_id, sealed_holder)).fetchone())
+        contract_id = await conn.fetchval(queries.INSERT_CONTRACT, billing.key_id, sealed_holder)
     elif role == "resident":
         if resident_of is None:
             raise AccountError("a resident lives under an owner's contract: name the owner")
-        row = conn.execute(SELECT_CONTRACT_OF_OWNER, (resident_of.lower(),)).fetchone()
+        row = await conn.fetchrow(queries.SELECT_CONTRACT_OF_OWNER, resident_of.lower())
         if row is None:
             raise AccountError(f"there is no owner {resident_of!r}")
-        contract_id = row[0]
+        contract_id = row["contract_id"]
     elif role == "installer":
         if company is None:
             raise AccountError("an installer belongs to an installer company: name it")
-        row = conn.execute(SELECT_COMPANY, (company,)).fetchone()
-        company_id = row[0] if row else _one(conn.execute(INSERT_COMPANY, (company,)).fetchone())
+        company_id = await conn.fetchval(queries.SELECT_COMPANY, company)
+        if company_id is None:
+            company_id = await conn.fetchval(queries.INSERT_COMPANY, company)
     if company_admin and role != "installer":
         raise AccountError("only an installer can be the admin of an installer company")
     secret = codes = None
@@ -140,34 +120,30 @@ def _create_account(  # noqa: PLR0912 - one branch per role and field
         secret = new_totp_secret()
         codes, hashes = new_recovery_codes()
     now = dt.datetime.now(dt.UTC)
-    account_key = create_key(conn, keyring, scope="account")
+    account_key = await create_key(conn, keyring, scope="account")
     try:
-        user_id = _one(
-            conn.execute(
-                INSERT_USER,
-                (
-                    username,
-                    account_key.key_id,
-                    seal(account_key.data_key, email, context=USERS_EMAIL) if email else None,
-                    keyring.email_hash(email) if email else None,
-                    hash_password(password),
-                    role,
-                    contract_id,
-                    company_id,
-                    company_admin,
-                    seal(account_key.data_key, secret, context=USERS_TOTP_SECRET) if secret else None,
-                    now if secret else None,
-                    None,
-                    hashes,
-                ),
-            ).fetchone()
+        user_id: int = await conn.fetchval(
+            queries.INSERT_USER,
+            username,
+            account_key.key_id,
+            seal(account_key.data_key, email, context=USERS_EMAIL) if email else None,
+            keyring.email_hash(email) if email else None,
+            hash_password(password),
+            role,
+            contract_id,
+            company_id,
+            company_admin,
+            seal(account_key.data_key, secret, context=USERS_TOTP_SECRET) if secret else None,
+            now if secret else None,
+            None,
+            hashes,
         )
-    except psycopg.errors.UniqueViolation:
+    except asyncpg.UniqueViolationError:
         raise AccountError(f"the username {username!r} is taken") from None
-    except psycopg.errors.CheckViolation as err:
-        raise AccountError(f"the account is not acceptable: {err.diag.message_primary}") from None
+    except asyncpg.CheckViolationError as err:
+        raise AccountError(f"the account is not acceptable: {err.message}") from None
     if role == "owner":
-        conn.execute(SET_CONTRACT_HOLDER, (user_id, contract_id))
+        await conn.execute(queries.SET_CONTRACT_HOLDER, user_id, contract_id)
     return NewAccount(
         user_id=user_id,
         username=username,
@@ -177,31 +153,28 @@ def _create_account(  # noqa: PLR0912 - one branch per role and field
     )
 
 
-def set_site_owner(conn: psycopg.Connection, *, site_id: int, owner: str) -> None:
+async def account_exists(conn: Connection, *, username: str) -> bool:
+    """Say whether an account (open or closed) has this username."""
+    return bool(await conn.fetchval(queries.SELECT_ACCOUNT_EXISTS, username.strip().lower()))
+
+
+async def set_site_owner(conn: Connection, *, site_id: int, owner: str) -> None:
     """Make an owner's account the owner of a site."""
-    row = conn.execute(SET_SITE_OWNER, (owner.lower(), site_id)).fetchone()
+    row = await conn.fetchrow(queries.SET_SITE_OWNER, owner.lower(), site_id)
     if row is None:
         raise AccountError(f"there is no site {site_id}")
-    if row[0] is None:
+    if row["owner_user_id"] is None:
         raise AccountError(f"there is no owner {owner!r}")
 
 
-def find_accounts_by_email(
-    conn: psycopg.Connection, keyring: Keyring, *, email: str
+async def find_accounts_by_email(
+    conn: Connection, keyring: Keyring, *, email: str
 ) -> list[tuple[int, str, str]]:
     """Return (user id, username, role) of the open accounts with this email address."""
-    return [
-        (int(r[0]), str(r[1]), str(r[2]))
-        for r in conn.execute(SELECT_ACCOUNTS_BY_EMAIL_HASH, (keyring.email_hash(email),))
-    ]
+    rows = await conn.fetch(queries.SELECT_ACCOUNTS_BY_EMAIL_HASH, keyring.email_hash(email))
+    return [(int(r["user_id"]), str(r["username"]), str(r["role"])) for r in rows]
 
 
 def current_totp(secret: str) -> str:
     """Return the code an authenticator app shows now (for the simulated stack and tests)."""
     return pyotp.TOTP(secret).now()
-
-
-def _one(row: tuple[int, ...] | None) -> int:
-    if row is None:
-        raise RuntimeError("INSERT ... RETURNING returned nothing")
-    return int(row[0])

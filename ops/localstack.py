@@ -18,6 +18,10 @@ from string import Template
 from typing import IO
 from urllib.parse import quote
 
+from psycopg import sql
+
+from ops import queries
+from thuis.db import connect_sync
 from thuis.identity import MAX_INGEST_WORKERS, broker_paths, ingest_identity
 
 log = logging.getLogger(__name__)
@@ -132,6 +136,12 @@ class PostgresCluster:
         with (self.data_dir / "postgresql.auto.conf").open("a") as conf:
             for name, value in settings.items():
                 conf.write(f"{name} = {value}\n")
+
+    def create_database(self, name: str) -> None:
+        """Create a database of the cluster unless it exists."""
+        with connect_sync(self.dsn("postgres"), autocommit=True) as conn:
+            if conn.execute(queries.SELECT_DATABASE_EXISTS, (name,)).fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""

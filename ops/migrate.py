@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
+from thuis.db import connect_sync
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def migrate(database_url: str, *, directory: Path = MIGRATIONS_DIR) -> list[Migr
     """Apply every pending migration, each in its own transaction; return the ones applied."""
     migrations = discover(directory)
     applied_now: list[Migration] = []
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect_sync(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         try:
             conn.execute(CREATE_VERSION_TABLE)

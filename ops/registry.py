@@ -7,14 +7,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from ops import queries
 from thuis.identity import GATEWAY_SERIAL, VENDORS, Vendor
-
-INSERT_SITE = "INSERT INTO sites (label, time_zone) VALUES (%s, %s) RETURNING site_id"
-INSERT_GATEWAY = """
-INSERT INTO gateways (gateway_serial, vendor, site_id, registered_at)
-VALUES (%s, %s, %s, coalesce(%s, now()))
-"""
-SELECT_GATEWAY = "SELECT gateway_serial, vendor, site_id FROM gateways WHERE gateway_serial = %s"
 
 
 class RegistryError(Exception):
@@ -32,13 +26,13 @@ class RegisteredGateway:
 
 def create_site(conn: psycopg.Connection, *, label: str, time_zone: str = "Europe/Amsterdam") -> int:
     """Create a site and return its id."""
-    site_id: int = conn.execute(INSERT_SITE, (label, time_zone)).fetchall()[0][0]
+    site_id: int = conn.execute(queries.INSERT_SITE, (label, time_zone)).fetchall()[0][0]
     return site_id
 
 
 def find_gateway(conn: psycopg.Connection, *, gateway_serial: str) -> RegisteredGateway | None:
     """Return a registered gateway, or None."""
-    row = conn.execute(SELECT_GATEWAY, (gateway_serial,)).fetchone()
+    row = conn.execute(queries.SELECT_GATEWAY, (gateway_serial,)).fetchone()
     return None if row is None else RegisteredGateway(*row)
 
 
@@ -57,5 +51,5 @@ def register_gateway(
         raise RegistryError(f"gateway serial {gateway_serial!r} is malformed")
     if find_gateway(conn, gateway_serial=gateway_serial) is not None:
         raise RegistryError(f"gateway {gateway_serial} is already registered")
-    conn.execute(INSERT_GATEWAY, (gateway_serial, vendor, site_id, registered_at))
+    conn.execute(queries.INSERT_GATEWAY, (gateway_serial, vendor, site_id, registered_at))
     return RegisteredGateway(gateway_serial, vendor, site_id)

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as dt
 import json
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from gateway_sim.cli import command_line
 from gateway_sim.messages import SimMessage
 from ops.localstack import MosquittoBroker
+from thuis.db import connection
+
+T = TypeVar("T")
 
 StoredReading = tuple[str, str, str, str, str, dt.datetime, float, int]
 
@@ -94,3 +98,23 @@ async def run_sim(broker: MosquittoBroker, certs_dir: Path, *args: str) -> dict[
     assert result.returncode == 0, result.stderr
     summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     return summary
+
+
+def blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end on a loop of its own, from sync code or from inside a running loop.
+
+    The package's database functions are async (asyncpg); tests that set up data from sync code (the browser
+    tests, psycopg seeds) call them through this.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="blocking") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def as_owner(database_url: str, function: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    """Call an async database function of the package on a connection of its own (committed at once)."""
+
+    async def call() -> T:
+        async with connection(database_url, application_name="thuis-tests") as conn:
+            return await function(conn, *args, **kwargs)
+
+    return blocking(call())

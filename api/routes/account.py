@@ -33,7 +33,7 @@ from api.services.credentials import (
 from api.services.personal import account_key, keyring_of
 from api.services.signin import TWO_FACTOR_ROLES, sign_in
 from privacy.keys.fields import USERS_EMAIL, USERS_TOTP_SECRET, open_text, seal_text
-from privacy.keys.subject_keys import load_key_async
+from privacy.keys.subject_keys import load_key
 
 router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES)
 
@@ -75,7 +75,7 @@ async def account(request: Request, principal: SignedIn) -> Account:
         row = await conn.fetchrow(queries.SELECT_ACCOUNT, principal.user_id)
         if row is None:
             raise not_found("account")
-        key = await load_key_async(conn, keyring_of(request), row["key_id"])
+        key = await load_key(conn, keyring_of(request), row["key_id"])
     fields = {name: value for name, value in dict(row).items() if name not in {"key_id", "email_ciphertext"}}
     return Account(**fields, email=open_text(key, row["email_ciphertext"], context=USERS_EMAIL))
 
@@ -183,7 +183,7 @@ async def confirm_totp(request: Request, principal: SignedIn, body: TotpConfirm)
             raise Problem(409, "start with POST /api/v1/account/totp")
         if row["totp_confirmed_at"] is not None:
             raise Problem(409, "two-factor authentication is already on")
-        key = await load_key_async(conn, keyring_of(request), row["key_id"])
+        key = await load_key(conn, keyring_of(request), row["key_id"])
         secret = open_text(key, row["totp_secret_ciphertext"], context=USERS_TOTP_SECRET) or ""
         step = totp_step(secret, body.totp_code, now=dt.datetime.now(dt.UTC), last_step=None)
         if step is None:

@@ -14,7 +14,7 @@ from api.services.personal import keyring_of
 from privacy.address import Address
 from privacy.keys.crypto import seal_json
 from privacy.keys.fields import SITES_ADDRESS, open_document
-from privacy.keys.subject_keys import load_key_async
+from privacy.keys.subject_keys import load_key
 from privacy.location import LocationError
 
 router = APIRouter(prefix="/api/v1", tags=["sites"], responses=PROBLEM_RESPONSES)
@@ -30,7 +30,7 @@ async def get_address(request: Request, principal: SignedIn, site_id: Id) -> Sit
         row = await conn.fetchrow(queries.SELECT_SITE_ADDRESS, site_id)
         document = {}
         if row is not None and row["address_key_id"] is not None:
-            key = await load_key_async(conn, keyring_of(request), row["address_key_id"])
+            key = await load_key(conn, keyring_of(request), row["address_key_id"])
             document = open_document(key, row["address_ciphertext"], context=SITES_ADDRESS)
         await record_read(conn, principal=principal, access=access, resource="address")
     address = Address.from_document(document)
@@ -55,7 +55,7 @@ async def set_address(
     async with pool_of(request).acquire() as conn, conn.transaction():
         await owned_site(conn, principal=principal, site_id=site_id)
         key_id = await conn.fetchval(queries.SELECT_KEY_OF_USER, principal.user_id)
-        key = await load_key_async(conn, keyring, key_id)
+        key = await load_key(conn, keyring, key_id)
         sealed = seal_json(key, address.document(), context=SITES_ADDRESS)
         await conn.execute(queries.SET_SITE_ADDRESS, site_id, postcode_area, cell, key_id, sealed)
     return SiteAddress(**address.document(), postcode_area=postcode_area, h3_cell=cell)

@@ -34,7 +34,7 @@ from api.services.access import (
 )
 from api.services.personal import keyring_of
 from privacy.keys.fields import CONTRACTS_HOLDER, USERS_EMAIL, open_document, open_text
-from privacy.keys.subject_keys import load_key_async
+from privacy.keys.subject_keys import load_key
 from thuis.db import Connection
 from thuis.metrics import table_of
 
@@ -95,11 +95,11 @@ async def owner_contact(request: Request, principal: SignedIn, site_id: SiteId) 
             raise not_found(f"the owner of site {site_id}")
         keyring = keyring_of(request)
         holder = open_document(
-            await load_key_async(conn, keyring, row["key_id"]),
+            await load_key(conn, keyring, row["key_id"]),
             row["holder_ciphertext"],
             context=CONTRACTS_HOLDER,
         )
-        user_key = await load_key_async(conn, keyring, row["user_key_id"])
+        user_key = await load_key(conn, keyring, row["user_key_id"])
         account_email = open_text(user_key, row["email_ciphertext"], context=USERS_EMAIL)
         await record_read(conn, principal=principal, access=access, resource="owner")
     return OwnerContact(

@@ -6,7 +6,7 @@ from fastapi import Request
 
 from api.queries import portal as queries
 from privacy.keys.crypto import Keyring, KeyringFile
-from privacy.keys.subject_keys import SubjectKeyError, load_key_async
+from privacy.keys.subject_keys import SubjectKeyError, load_key
 from thuis.db import Connection
 
 
@@ -21,4 +21,4 @@ async def account_key(conn: Connection, keyring: Keyring, user_id: int) -> bytes
     key_id = await conn.fetchval(queries.SELECT_KEY_OF_USER, user_id)
     if key_id is None:
         raise SubjectKeyError(f"there is no account {user_id}")
-    return await load_key_async(conn, keyring, key_id)
+    return await load_key(conn, keyring, key_id)

@@ -22,7 +22,7 @@ from api.services.credentials import (
 from api.settings import ApiSettings
 from privacy.keys.crypto import Keyring
 from privacy.keys.fields import USERS_TOTP_SECRET, open_text
-from privacy.keys.subject_keys import load_key_async
+from privacy.keys.subject_keys import load_key
 from thuis.db import Connection
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ async def _totp_secret(conn: Connection, keyring: Keyring, user: asyncpg.Record)
     """Return the account's TOTP secret in the clear ("" when it has none)."""
     if user["totp_secret_ciphertext"] is None:
         return ""
-    key = await load_key_async(conn, keyring, user["key_id"])
+    key = await load_key(conn, keyring, user["key_id"])
     return open_text(key, user["totp_secret_ciphertext"], context=USERS_TOTP_SECRET) or ""
 
 

@@ -36,7 +36,7 @@ from privacy.keys.fields import (
     open_document,
     open_text,
 )
-from privacy.keys.subject_keys import SubjectKeyError, load_key_async
+from privacy.keys.subject_keys import SubjectKeyError, load_key
 from privacy.subjects import access_export_queries as q
 from privacy.subjects.purposes import INSTALLER_PURPOSE, PURPOSES_AND_RECIPIENTS, RESIDENT_PURPOSE
 from thuis.catalogue import Catalogue, Category
@@ -98,7 +98,7 @@ async def load_subject(conn: Connection, keyring: Keyring, *, user_id: int) -> E
     keys = {}
     for key_row in await conn.fetch(q.SELECT_KEY_IDS, user_id, row["email_hash"]):
         try:
-            keys[key_row["key_id"]] = await load_key_async(conn, keyring, key_row["key_id"])
+            keys[key_row["key_id"]] = await load_key(conn, keyring, key_row["key_id"])
         except SubjectKeyError:
             continue
     return ExportSubject(

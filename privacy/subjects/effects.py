@@ -8,7 +8,7 @@ from typing import Any
 
 from privacy.keys.crypto import Keyring, open_json, seal_json
 from privacy.keys.fields import CONTRACT_HOLDER_FIELDS, CONTRACTS_HOLDER
-from privacy.keys.subject_keys import load_key_async
+from privacy.keys.subject_keys import load_key
 from privacy.subjects import queries as q
 from privacy.subjects.erasure import ErasureError, erase_subject
 from privacy.subjects.model import DOWNLOAD_PERIOD, RequestRefused, SubjectRequest
@@ -89,7 +89,7 @@ async def _rectify(conn: Connection, keyring: Keyring, request: SubjectRequest) 
     if not contracts:
         raise RequestRefused(409, "the subject holds no contract any more; refuse the request with a note")
     for contract in contracts:
-        key = await load_key_async(conn, keyring, contract["key_id"])
+        key = await load_key(conn, keyring, contract["key_id"])
         holder = open_json(key, bytes(contract["holder_ciphertext"]), context=CONTRACTS_HOLDER)
         holder.update({name: value for name, value in changes.items() if name in RECTIFIABLE_FIELDS})
         sealed = seal_json(key, holder, context=CONTRACTS_HOLDER)

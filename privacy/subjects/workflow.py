@@ -19,7 +19,7 @@ import asyncpg
 
 from privacy.keys.crypto import Keyring, open_json, seal_json
 from privacy.keys.fields import SUBJECT_REQUESTS_DETAILS
-from privacy.keys.subject_keys import SubjectKeyError, load_key_async
+from privacy.keys.subject_keys import SubjectKeyError, load_key
 from privacy.subjects import effects as request_effects
 from privacy.subjects import queries as q
 from privacy.subjects.model import Actor, RequestRefused, SubjectRequest, TrailEntry
@@ -70,7 +70,7 @@ async def file_request(
             )
         sealed = None
         if personal_details:
-            key = await load_key_async(conn, keyring, subject["key_id"])
+            key = await load_key(conn, keyring, subject["key_id"])
             sealed = seal_json(key, personal_details, context=SUBJECT_REQUESTS_DETAILS)
         request_id: int = await conn.fetchval(
             q.INSERT_REQUEST,
@@ -214,7 +214,7 @@ async def _request(conn: Connection, keyring: Keyring, row: asyncpg.Record) -> S
     personal = None
     if row["details_ciphertext"] is not None and row["details_key_id"] is not None:
         try:
-            key = await load_key_async(conn, keyring, row["details_key_id"])
+            key = await load_key(conn, keyring, row["details_key_id"])
             personal = open_json(key, bytes(row["details_ciphertext"]), context=SUBJECT_REQUESTS_DETAILS)
         except SubjectKeyError:
             personal = None

@@ -22,6 +22,7 @@ from ops.localstack import free_port
 from ops.registry import create_site
 from tests.fixtures.database import Database
 from tests.fixtures.portal import PASSWORD, portal_settings
+from tests.support import as_owner
 
 ST = Path(sys.executable).with_name("st")
 
@@ -29,10 +30,12 @@ ST = Path(sys.executable).with_name("st")
 @pytest.fixture
 def served_portal(database: Database) -> Iterator[str]:
     """The portal served by uvicorn on a free port, with an owner's site and a device to be found."""
-    with psycopg.connect(database.owner_url) as conn:
-        create_account(conn, database.keyring, username="anna", password=PASSWORD, role="owner")
+    as_owner(
+        database.owner_url, create_account, database.keyring, username="anna", password=PASSWORD, role="owner"
+    )
+    with psycopg.connect(database.owner_url, autocommit=True) as conn:
         site_id = create_site(conn, label="Huize Anna")
-        set_site_owner(conn, site_id=site_id, owner="anna")
+        as_owner(database.owner_url, set_site_owner, site_id=site_id, owner="anna")
         conn.execute(
             "INSERT INTO gateways (gateway_serial, vendor, site_id) VALUES ('MAXEM-1', 'maxem', %s)",
             (site_id,),

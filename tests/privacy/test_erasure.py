@@ -19,6 +19,7 @@ from privacy.subjects.erasure import ErasureError, erase_subject
 from privacy.subjects.records import add_marketing_contact, add_webshop_order
 from retention.worker import run_retention
 from tests.fixtures.database import Database
+from tests.support import as_owner
 from thuis.catalogue import load_catalogue
 
 NOW = dt.datetime.now(dt.UTC)
@@ -46,6 +47,7 @@ def sql(conn: psycopg.Connection[Any], query: str, *params: object) -> list[tupl
 
 def seed_household(
     conn: psycopg.Connection[Any],
+    url: str,
     keyring: Keyring,
     *,
     name: str,
@@ -55,12 +57,21 @@ def seed_household(
     resident: str,
 ) -> Household:
     email, holder = f"{name}@example.org", f"{name.title()} van Dijk"
-    account = create_account(
-        conn, keyring, username=name, password=PASSWORD, role="owner", email=email, holder_name=holder
+    account = as_owner(
+        url,
+        create_account,
+        keyring,
+        username=name,
+        password=PASSWORD,
+        role="owner",
+        email=email,
+        holder_name=holder,
     )
-    create_account(conn, keyring, username=resident, password=PASSWORD, role="resident", resident_of=name)
+    as_owner(
+        url, create_account, keyring, username=resident, password=PASSWORD, role="resident", resident_of=name
+    )
     site_id = create_site(conn, label=f"Huize {name.title()}")
-    set_site_owner(conn, site_id=site_id, owner=name)
+    as_owner(url, set_site_owner, site_id=site_id, owner=name)
     owner_key = sql(conn, "SELECT key_id FROM users WHERE user_id = %s", account.user_id)[0][0]
     serial = f"MAXEM-{name.upper()}-01"
     sql(
@@ -192,9 +203,10 @@ def seed_household(
         account.user_id,
         account.user_id,
     )
-    add_marketing_contact(conn, keyring, email=email.upper(), name=holder, last_activity_at=NOW)
-    add_webshop_order(
-        conn,
+    as_owner(url, add_marketing_contact, keyring, email=email.upper(), name=holder, last_activity_at=NOW)
+    as_owner(
+        url,
+        add_webshop_order,
         keyring,
         ordered_at=order_placed,
         products=["gateway"],
@@ -232,15 +244,23 @@ def seed_household(
 @pytest.fixture
 def households(database: Database) -> dict[str, Household]:
     keyring = database.keyring
-    with psycopg.connect(database.owner_url) as conn:
-        create_account(
-            conn, keyring, username="ilse", password=PASSWORD, role="installer", company="Warmte BV"
-        )
+    url = database.owner_url
+    as_owner(
+        url,
+        create_account,
+        keyring,
+        username="ilse",
+        password=PASSWORD,
+        role="installer",
+        company="Warmte BV",
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
         long_ago = NOW - dt.timedelta(days=8 * 366)
         last_year = NOW - dt.timedelta(days=365)
         return {
             "gone": seed_household(
                 conn,
+                url,
                 keyring,
                 name="annabel",
                 contract_ended=long_ago,
@@ -250,6 +270,7 @@ def households(database: Database) -> dict[str, Household]:
             ),
             "kept": seed_household(
                 conn,
+                url,
                 keyring,
                 name="cornelis",
                 contract_ended=last_year,
@@ -259,6 +280,7 @@ def households(database: Database) -> dict[str, Household]:
             ),
             "other": seed_household(
                 conn,
+                url,
                 keyring,
                 name="bertram",
                 contract_ended=None,
@@ -279,8 +301,10 @@ async def erase(database: Database, user_id: int) -> Any:
 
 
 def data_keys(database: Database, household: Household) -> dict[int, bytes]:
-    with psycopg.connect(database.owner_url) as conn:
-        return {key_id: load_key(conn, database.keyring, key_id) for key_id in household.key_ids}
+    return {
+        key_id: as_owner(database.owner_url, load_key, database.keyring, key_id)
+        for key_id in household.key_ids
+    }
 
 
 def footprint(database: Database, household: Household) -> list[str]:
@@ -454,7 +478,7 @@ def test_when_retention_removes_an_account_its_sites_address_is_shredded_with_it
     keyring = database.keyring
     with psycopg.connect(database.owner_url) as conn:
         key_id = sql(conn, "SELECT key_id FROM users WHERE user_id = %s", gone.user_id)[0][0]
-        key = load_key(conn, keyring, key_id)
+        key = as_owner(database.owner_url, load_key, keyring, key_id)
         sealed = seal_json(key, {"street": "Dorpsstraat"}, context="sites.address")
         sql(
             conn,

@@ -23,6 +23,7 @@ from privacy.keys.subject_keys import create_key, load_key
 from privacy.subjects.access_export_queries import TABLES
 from tests.fixtures.database import Database
 from tests.fixtures.portal import Person, Portal, in_days, running_portal
+from tests.support import as_owner
 from thuis.catalogue import load_catalogue
 
 EMAIL = "anna@example.org"
@@ -96,7 +97,8 @@ def contract_holder(database: Database, user_id: int) -> dict[str, Any]:
             "SELECT key_id, holder_ciphertext FROM contracts WHERE holder_user_id = %s", (user_id,)
         ).fetchone()
         assert row is not None
-        return open_json(load_key(conn, database.keyring, row[0]), row[1], context=CONTRACTS_HOLDER)
+        key = as_owner(database.owner_url, load_key, database.keyring, row[0])
+        return open_json(key, row[1], context=CONTRACTS_HOLDER)
 
 
 async def test_a_request_is_due_28_days_after_receipt_and_its_trail_records_every_change(world: World):
@@ -290,14 +292,14 @@ def seed_anna(world: World) -> dict[str, Any]:
         world.site_id,
     )
     with psycopg.connect(database.owner_url) as conn:
-        order = create_key(conn, database.keyring, scope="order")
+        order = as_owner(database.owner_url, create_key, database.keyring, scope="order")
         customer = seal_json(order.data_key, {"phone": "+31 6 1234 5678"}, context=WEBSHOP_ORDERS_CUSTOMER)
         conn.execute(
             "INSERT INTO webshop_orders (ordered_at, products, customer_user_id, key_id, "
             "customer_ciphertext) VALUES (now(), '[\"P1 dongle\"]', %s, %s, %s)",
             (world.user_id(world.anna), order.key_id, customer),
         )
-        marketing = create_key(conn, database.keyring, scope="marketing")
+        marketing = as_owner(database.owner_url, create_key, database.keyring, scope="marketing")
         contact = {"email": EMAIL, "name": "Anna dV"}
         conn.execute(
             "INSERT INTO marketing_contacts (last_activity_at, key_id, email_hash, contact_ciphertext) "

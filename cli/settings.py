@@ -1,0 +1,54 @@
+"""What the operator commands read from the environment, through settings classes like every process.
+
+`--database-url` and `--keyring` on a command line take precedence over THUIS_DATABASE_URL and
+THUIS_KEYRING_FILE; either way the URL goes through ThuisSettings, so a placeholder password is refused
+outside development and test as it is for the services.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from thuis.settings import ThuisSettings
+
+
+class CommandError(Exception):
+    """A command cannot run as asked; the message says what to do (exit status 2)."""
+
+
+class KeyringSettings(BaseSettings):
+    """Where the keyring of personal data is (`thuis keys init` makes one)."""
+
+    model_config = SettingsConfigDict(env_prefix="THUIS_", extra="ignore")
+
+    keyring_file: Path | None = None
+
+
+def database_url(args: argparse.Namespace, *, role: str = "the schema owner") -> str:
+    """Return the database URL a command connects with: --database-url, else THUIS_DATABASE_URL."""
+    overrides: dict[str, Any] = {}
+    if getattr(args, "database_url", None):
+        overrides["database_url"] = args.database_url
+    try:
+        settings = ThuisSettings(**overrides)
+    except ValidationError as err:
+        if any(error["type"] == "missing" for error in err.errors()):
+            raise CommandError(
+                f"set THUIS_DATABASE_URL or pass --database-url (a postgresql:// URL of {role})"
+            ) from None
+        reasons = "; ".join(str(error["msg"]) for error in err.errors())
+        raise CommandError(f"configuration refused: {reasons}") from None
+    return settings.database_url.get_secret_value()
+
+
+def keyring_path(args: argparse.Namespace) -> Path:
+    """Return the keyring file a command uses: --keyring, else THUIS_KEYRING_FILE."""
+    path = getattr(args, "keyring", None) or KeyringSettings().keyring_file
+    if path is None:
+        raise CommandError("set THUIS_KEYRING_FILE or pass --keyring (create one with `thuis keys init`)")
+    return Path(path)

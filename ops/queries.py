@@ -1,0 +1,41 @@
+"""Every SQL statement of the operator tools of ops/. Values are bound, never formatted in.
+
+Accounts share the data keys with the portal and run on asyncpg ($1 placeholders); the gateway registry is a
+synchronous tool on psycopg (%s placeholders), see thuis/db.py.
+"""
+
+# Accounts (ops/accounts.py, asyncpg).
+INSERT_CONTRACT = "INSERT INTO contracts (key_id, holder_ciphertext) VALUES ($1, $2) RETURNING contract_id"
+SET_CONTRACT_HOLDER = "UPDATE contracts SET holder_user_id = $1 WHERE contract_id = $2"
+SELECT_CONTRACT_OF_OWNER = """
+SELECT contract_id FROM users WHERE username = $1 AND role = 'owner' AND closed_at IS NULL
+"""
+SELECT_COMPANY = "SELECT company_id FROM installer_companies WHERE name = $1"
+INSERT_COMPANY = "INSERT INTO installer_companies (name) VALUES ($1) RETURNING company_id"
+INSERT_USER = """
+INSERT INTO users (username, key_id, email_ciphertext, email_hash, password_hash, role, contract_id,
+                   installer_company_id, company_admin, totp_secret_ciphertext, totp_confirmed_at,
+                   totp_last_step, recovery_code_hashes)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+RETURNING user_id
+"""
+SELECT_ACCOUNT_EXISTS = "SELECT EXISTS (SELECT 1 FROM users WHERE username = $1)"
+SELECT_ACCOUNTS_BY_EMAIL_HASH = """
+SELECT user_id, username, role FROM users WHERE email_hash = $1 AND closed_at IS NULL ORDER BY user_id
+"""
+SET_SITE_OWNER = """
+UPDATE sites SET owner_user_id = (SELECT user_id FROM users WHERE username = $1 AND role = 'owner')
+WHERE site_id = $2
+RETURNING owner_user_id
+"""
+
+# The gateway registry (ops/registry.py, psycopg).
+INSERT_SITE = "INSERT INTO sites (label, time_zone) VALUES (%s, %s) RETURNING site_id"
+INSERT_GATEWAY = """
+INSERT INTO gateways (gateway_serial, vendor, site_id, registered_at)
+VALUES (%s, %s, %s, coalesce(%s, now()))
+"""
+SELECT_GATEWAY = "SELECT gateway_serial, vendor, site_id FROM gateways WHERE gateway_serial = %s"
+
+# The local stack (ops/localstack.py, psycopg).
+SELECT_DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %s"

@@ -6,17 +6,19 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import asyncpg
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.middleware.base import RequestResponseEndpoint
 
+from api.deps import ConnDep
 from api.problems import install_problem_handlers
-from api.routes import account, address, energy, privacy, research, sharing, sites, staff
+from api.routes import account, energy, privacy, research, sharing, sites, staff
 from api.settings import ApiSettings
 from api.web import pages
 from privacy.keys.crypto import KeyringFile
 from thuis import __version__
+from thuis.catalogue import load_catalogue
+from thuis.db import create_pool
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +43,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # A missing or broken keyring stops the start; the file is read again whenever it changes.
         app.state.keyring_file.get()
-        pool = await asyncpg.create_pool(
+        # Every session of the portal works in UTC; time zones are applied per person.
+        pool = await create_pool(
             settings.database_url.get_secret_value(),
-            min_size=1,
+            application_name="thuis-api",
             max_size=settings.api_pool_size,
-            # Every session of the portal works in UTC; time zones are applied per person.
-            server_settings={"TimeZone": "UTC", "application_name": "thuis-api"},
         )
         app.state.pool = pool
         try:
@@ -65,15 +66,16 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.keyring_file = KeyringFile(settings.keyring_file)
+    # The data catalogue decides what completing a request keeps for a legal duty: read once, at build.
+    app.state.catalogue = load_catalogue()
     install_problem_handlers(app)
-    for module in (account, sites, address, energy, sharing, staff, privacy, research):
+    for module in (account, sites, energy, sharing, staff, privacy, research):
         app.include_router(module.router)
     app.include_router(pages.router)
 
     @app.get("/health", include_in_schema=False)
-    async def health() -> JSONResponse:
-        async with app.state.pool.acquire() as conn:
-            await conn.fetchval("SELECT 1")
+    async def health(conn: ConnDep) -> JSONResponse:
+        await conn.fetchval("SELECT 1")
         return JSONResponse({"status": "ok"})
 
     @app.middleware("http")

@@ -7,14 +7,12 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Annotated
 
-import asyncpg
-from fastapi import Depends, Request
-from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
+from fastapi.security import APIKeyCookie, HTTPBearer
 
 from api.problems import Problem
-from api.queries import portal as queries
+from api.queries import accounts as queries
 from api.settings import ApiSettings
 from thuis.db import Connection
 
@@ -66,18 +64,6 @@ def cookie_name(settings: ApiSettings) -> str:
     return SECURE_COOKIE if settings.api_cookie_secure else PLAIN_COOKIE
 
 
-def settings_of(request: Request) -> ApiSettings:
-    """Return the portal's settings."""
-    settings: ApiSettings = request.app.state.settings
-    return settings
-
-
-def pool_of(request: Request) -> asyncpg.Pool:
-    """Return the portal's database pool."""
-    pool: asyncpg.Pool = request.app.state.pool
-    return pool
-
-
 async def session_principal(conn: Connection, settings: ApiSettings, session_hash: bytes) -> Principal | None:
     """Return who a session belongs to, moving its end forward; None if it expired or was ended."""
     row = await conn.fetchrow(queries.SELECT_SESSION, session_hash)
@@ -97,7 +83,8 @@ async def session_principal(conn: Connection, settings: ApiSettings, session_has
     )
 
 
-async def _csrf_checked(request: Request, settings: ApiSettings, session_hash: bytes) -> None:
+async def check_csrf(request: Request, settings: ApiSettings, session_hash: bytes) -> None:
+    """Refuse a request signed in by cookie that does not carry its session's CSRF token (403)."""
     given = request.headers.get(CSRF_HEADER)
     if given is None and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -106,52 +93,3 @@ async def _csrf_checked(request: Request, settings: ApiSettings, session_hash: b
         given = value if isinstance(value, str) else None
     if given is None or not hmac.compare_digest(given, csrf_token(settings, session_hash)):
         raise Problem(403, f"a request signed in by cookie must carry the {CSRF_HEADER} header or form field")
-
-
-async def optional_principal(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    _cookie: Annotated[str | None, Depends(cookie_scheme)],
-) -> Principal | None:
-    """Return the signed-in person, or None; refuse a cookie-signed unsafe request without its CSRF token."""
-    settings = settings_of(request)
-    cookie = request.cookies.get(cookie_name(settings))
-    token = bearer.credentials if bearer is not None else cookie
-    if not token:
-        return None
-    session_hash = token_hash(token)
-    async with pool_of(request).acquire() as conn:
-        principal = await session_principal(conn, settings, session_hash)
-    if principal is None:
-        return None
-    if bearer is None and request.method in UNSAFE_METHODS:
-        await _csrf_checked(request, settings, session_hash)
-    return principal
-
-
-async def current_principal(
-    principal: Annotated[Principal | None, Depends(optional_principal)],
-) -> Principal:
-    """Return the signed-in person; refuse the request when nobody is signed in."""
-    if principal is None:
-        raise Problem(
-            401,
-            "sign in first: this needs a valid session (cookie or bearer token); it may have expired or "
-            "been ended",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return principal
-
-
-SignedIn = Annotated[Principal, Depends(current_principal)]
-
-
-def require_role(*roles: str) -> object:
-    """Return a dependency that refuses anyone whose role is not one of `roles`."""
-
-    async def check(principal: SignedIn) -> Principal:
-        if principal.role not in roles:
-            raise Problem(403, f"this is for {' and '.join(r.replace('_', ' ') + 's' for r in roles)} only")
-        return principal
-
-    return Depends(check)

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal, TypeAlias
+from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.params import Id
+from api.deps import ConnDep, SignedIn, VisibleSite
 from api.problems import PROBLEM_RESPONSES, Problem
-from api.security import SignedIn, pool_of
 from api.services import energy
-from api.services.access import record_read, site_access, user_time_zone
+from api.services.access import record_read, user_time_zone
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}/energy", responses=PROBLEM_RESPONSES, tags=["energy"])
 
-SiteId: TypeAlias = Id
 MAX_HOURLY = dt.timedelta(days=31)
 MAX_DAYS = 3 * 366
 
@@ -63,7 +61,7 @@ def _days(start: dt.date, end: dt.date) -> None:
 
 @router.get("/hourly", summary="Energy per hour")
 async def hourly(
-    request: Request, principal: SignedIn, site_id: SiteId, start: dt.datetime, end: dt.datetime
+    site: VisibleSite, principal: SignedIn, conn: ConnDep, start: dt.datetime, end: dt.datetime
 ) -> list[EnergyPoint]:
     """Return per hour in [start, end) (at most 31 days) and per device kind and metric the energy."""
     if start.tzinfo is None or end.tzinfo is None:
@@ -72,32 +70,28 @@ async def hourly(
         raise Problem(422, "query parameter start: must be before end")
     if end - start > MAX_HOURLY:
         raise Problem(422, "query parameter start: at most 31 days of hours at a time")
-    async with pool_of(request).acquire() as conn:
-        access = await site_access(conn, principal=principal, site_id=site_id)
-        points = await energy.hourly_series(conn, site_id=site_id, start=start, end=end)
-        await record_read(conn, principal=principal, access=access, resource="energy")
+    points = await energy.hourly_series(conn, site_id=site.site_id, start=start, end=end)
+    await record_read(conn, principal=principal, access=site, resource="energy")
     return [_point(p.hour, p) for p in points]
 
 
 @router.get("/daily", summary="Energy per day")
 async def daily(
-    request: Request, principal: SignedIn, site_id: SiteId, start: dt.date, end: dt.date
+    site: VisibleSite, principal: SignedIn, conn: ConnDep, start: dt.date, end: dt.date
 ) -> list[EnergyPoint]:
     """Return per day in [start, end) of the user's time zone and per device kind and metric the energy."""
     _days(start, end)
-    async with pool_of(request).acquire() as conn:
-        access = await site_access(conn, principal=principal, site_id=site_id)
-        zone = await user_time_zone(conn, principal=principal, access=access)
-        points = await energy.daily_series(conn, site_id=site_id, start=start, end=end, time_zone=zone)
-        await record_read(conn, principal=principal, access=access, resource="energy")
+    zone = await user_time_zone(conn, principal=principal, access=site)
+    points = await energy.daily_series(conn, site_id=site.site_id, start=start, end=end, time_zone=zone)
+    await record_read(conn, principal=principal, access=site, resource="energy")
     return [_point(p.day, p) for p in points]
 
 
 @router.get("/summary", summary="Import, export, solar, self-consumption, EV and heat pump per day or month")
 async def summary(
-    request: Request,
+    site: VisibleSite,
     principal: SignedIn,
-    site_id: SiteId,
+    conn: ConnDep,
     *,
     start: dt.date,
     end: dt.date,
@@ -105,11 +99,9 @@ async def summary(
 ) -> list[EnergyPeriod]:
     """Return the energy summary of each day or month in [start, end) of the user's time zone."""
     _days(start, end)
-    async with pool_of(request).acquire() as conn:
-        access = await site_access(conn, principal=principal, site_id=site_id)
-        zone = await user_time_zone(conn, principal=principal, access=access)
-        periods = await energy.energy_summary(
-            conn, site_id=site_id, start=start, end=end, time_zone=zone, resolution=resolution
-        )
-        await record_read(conn, principal=principal, access=access, resource="energy")
+    zone = await user_time_zone(conn, principal=principal, access=site)
+    periods = await energy.energy_summary(
+        conn, site_id=site.site_id, start=start, end=end, time_zone=zone, resolution=resolution
+    )
+    await record_read(conn, principal=principal, access=site, resource="energy")
     return [EnergyPeriod.model_validate(period, from_attributes=True) for period in periods]

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, field_validator, model_validator
 
-from api.schemas.portal import EMAIL_PATTERN, Role, Strict
+from api.schemas.common import EMAIL_PATTERN, Role, Strict
 
 Username = Annotated[str, Field(min_length=1, max_length=64)]
 _POSTCODE = re.compile(r"[1-9][0-9]{3} ?[A-Za-z]{2}")

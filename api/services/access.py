@@ -1,4 +1,4 @@
-"""What a person may see, and the record of every read of someone else's personal data."""
+"""Who may see which site, on what ground, and the record of every read of someone else's personal data."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import asyncpg
 
 from api.problems import Problem, not_found
-from api.queries import portal as queries
+from api.queries import access as queries
+from api.queries import staff as staff_queries
 from api.security import Principal
+from thuis import audit
 from thuis.db import Connection
 
 
@@ -27,6 +29,11 @@ class SiteAccess:
     def is_data_subject(self) -> bool:
         """Say whether the person is the one the data is about (the owner), so a read is not recorded."""
         return self.via == "owner"
+
+
+def reader(principal: Principal) -> audit.Reader:
+    """Return who reads, as the audit trail records them."""
+    return audit.Reader(user_id=principal.user_id, role=principal.role)
 
 
 async def visible_sites(conn: Connection, *, principal: Principal) -> list[SiteAccess]:
@@ -53,7 +60,7 @@ async def owned_site(conn: Connection, *, principal: Principal, site_id: int) ->
 
 async def installer_assignments(conn: Connection, *, principal: Principal) -> list[asyncpg.Record]:
     """Return the installer's running assignments with their sites; reading the sites' names is recorded."""
-    rows = await conn.fetch(queries.SELECT_ASSIGNMENTS_OF_INSTALLER, principal.user_id)
+    rows = await conn.fetch(staff_queries.SELECT_ASSIGNMENTS_OF_INSTALLER, principal.user_id)
     for row in rows:
         access = SiteAccess(
             site_id=row["site_id"],
@@ -67,23 +74,26 @@ async def installer_assignments(conn: Connection, *, principal: Principal) -> li
     return list(rows)
 
 
+async def preferred_time_zone(conn: Connection, *, principal: Principal) -> str | None:
+    """Return the person's display time zone, if they chose one."""
+    zone: str | None = await conn.fetchval(queries.SELECT_TIME_ZONE_OF_USER, principal.user_id)
+    return zone
+
+
 async def user_time_zone(conn: Connection, *, principal: Principal, access: SiteAccess) -> str:
     """Return the time zone to show a site in: the person's display preference, else the site's own."""
-    zone: str | None = await conn.fetchval(queries.SELECT_TIME_ZONE_OF_USER, principal.user_id)
-    return zone or access.time_zone
+    return await preferred_time_zone(conn, principal=principal) or access.time_zone
 
 
 async def record_read(conn: Connection, *, principal: Principal, access: SiteAccess, resource: str) -> None:
     """Record a read of a site's personal data by anyone but its owner: who, what, when, on which ground."""
     if access.is_data_subject:
         return
-    await conn.execute(
-        queries.INSERT_AUDIT_RECORD,
-        principal.user_id,
-        principal.role,
-        "read",
-        access.owner_user_id,
-        access.site_id,
-        resource,
-        access.assignment_id,
+    await audit.record_read(
+        conn,
+        reader=reader(principal),
+        subject_user_id=access.owner_user_id,
+        site_id=access.site_id,
+        resource=resource,
+        assignment_id=access.assignment_id,
     )

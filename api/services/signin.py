@@ -8,9 +8,10 @@ import logging
 from dataclasses import dataclass
 
 import asyncpg
+from fastapi import Request
 
 from api.problems import Problem
-from api.queries import portal as queries
+from api.queries import accounts as queries
 from api.security import new_session_token
 from api.services.credentials import (
     hash_password,
@@ -32,6 +33,11 @@ TWO_FACTOR_ROLES = frozenset({"installer", "privacy_officer"})
 WRONG_CREDENTIALS = "the username or password is wrong"
 TOTP_REQUIRED_TYPE = "/problems/totp-required"
 MAX_USERNAME_IN_LOG = 64
+
+
+def client_ip(request: Request) -> str | None:
+    """Return the address a request came from (recorded with the login event and the session)."""
+    return request.client.host if request.client else None
 
 
 @dataclass(frozen=True)

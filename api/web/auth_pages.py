@@ -5,18 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi import APIRouter, Form, Request, Response
 
+from api.deps import ConnDep, KeyringDep, MaybeSignedIn, PoolDep, SettingsDep
 from api.problems import Problem
-from api.queries import portal as queries
-from api.security import Principal, cookie_name, optional_principal, pool_of, settings_of
-from api.services.personal import keyring_of
-from api.services.signin import TOTP_REQUIRED_TYPE, sign_in
+from api.security import cookie_name
+from api.services import accounts
+from api.services.signin import TOTP_REQUIRED_TYPE, client_ip, sign_in
 from api.web.render import PageRoute, page, redirect, safe_next
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-MaybeSignedIn = Annotated[Principal | None, Depends(optional_principal)]
 FormText = Annotated[str, Form(max_length=256)]
 CODE_STEP_MESSAGE = (
     "Your password is right. This account signs in with two factors: enter the 6-digit code from your "
@@ -33,8 +32,11 @@ async def sign_in_form(request: Request, principal: MaybeSignedIn, next: str = "
 
 
 @router.post("/sign-in")
-async def sign_in_submit(  # noqa: PLR0917 - one parameter per form field
+async def sign_in_submit(
     request: Request,
+    pool: PoolDep,
+    settings: SettingsDep,
+    keyring: KeyringDep,
     username: FormText = "",
     password: FormText = "",
     totp_code: Annotated[str, Form(max_length=64)] = "",
@@ -47,18 +49,17 @@ async def sign_in_submit(  # noqa: PLR0917 - one parameter per form field
     the steps, and api.signin checks both together, as it does for API clients.
     """
     _refuse_other_origins(request)
-    settings = settings_of(request)
     target = safe_next(next)
     try:
         session = await sign_in(
-            pool_of(request),
+            pool,
             settings,
-            keyring=keyring_of(request),
+            keyring=keyring,
             username=username,
             password=password,
             second_factor=totp_code.strip() or None,
             kind="browser",
-            ip=request.client.host if request.client else None,
+            ip=client_ip(request),
             user_agent=request.headers.get("user-agent"),
         )
     except Problem as problem:
@@ -98,12 +99,10 @@ def _refuse_other_origins(request: Request) -> None:
 
 
 @router.post("/sign-out")
-async def sign_out(request: Request, principal: MaybeSignedIn) -> Response:
+async def sign_out(principal: MaybeSignedIn, conn: ConnDep, settings: SettingsDep) -> Response:
     """End the session (optional_principal has checked the form's CSRF token) and clear the cookie."""
-    settings = settings_of(request)
     if principal is not None:
-        async with pool_of(request).acquire() as conn:
-            await conn.execute(queries.DELETE_SESSION_OF_USER, principal.user_id, principal.session_hash)
+        await accounts.end_session(conn, user_id=principal.user_id, session_hash=principal.session_hash)
     response = redirect("/sign-in")
     response.delete_cookie(
         cookie_name(settings), path="/", secure=settings.api_cookie_secure, httponly=True, samesite="lax"

@@ -8,19 +8,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
-from api.params import MAX_ID, Id
+from api.deps import MAX_ID, CatalogueDep, ConnDep, Id, KeyringDep, SignedIn
 from api.problems import Problem
-from api.queries import portal as queries
-from api.routes.privacy import actor_of, answered_as_problems, filing_parts, record_request_read
 from api.schemas.privacy import REQUEST_FILING
-from api.security import Principal, pool_of
-from api.services.personal import keyring_of
-from api.web.render import PageRoute, error_page, page, redirect
-from api.web.site_pages import DEFAULT_TIME_ZONE, SignedIn
-from privacy.subjects import workflow as requests
+from api.security import Principal
+from api.services import privacy
+from api.services.access import preferred_time_zone
+from api.web.render import DEFAULT_TIME_ZONE, PageRoute, error_page, page, redirect
+from privacy.keys.crypto import Keyring
 from privacy.subjects.effects import RECTIFIABLE_FIELDS
-from privacy.subjects.model import RequestRefused
-from thuis.catalogue import load_catalogue
+from privacy.subjects.workflow import SubjectRequest
+from thuis.db import Connection
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -58,29 +56,28 @@ KindId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 
 @router.get("/privacy")
-async def privacy(request: Request, principal: SignedIn, filed: KindId = None) -> Response:
+async def privacy_page(
+    request: Request, principal: SignedIn, conn: ConnDep, keyring: KeyringDep, filed: KindId = None
+) -> Response:
     """Show the person's requests with status and due date, and (owners) the forms to file one."""
     if principal.role == "privacy_officer":
         return redirect("/privacy/queue")
-    return await _privacy_page(request, principal, filed=filed)
+    return await _privacy_page(request, principal, conn, keyring, filed=filed)
 
 
 async def _privacy_page(
     request: Request,
     principal: Principal,
+    conn: Connection,
+    keyring: Keyring,
     *,
     filed: int | None = None,
     error: str = "",
     status_code: int = 200,
 ) -> Response:
-    async with pool_of(request).acquire() as conn:
-        mine = await requests.list_requests(conn, keyring_of(request), actor=actor_of(principal))
-        residents = (
-            await requests.residents_of_owner(conn, owner_user_id=principal.user_id)
-            if principal.role == "owner"
-            else []
-        )
-        zone = await conn.fetchval(queries.SELECT_TIME_ZONE_OF_USER, principal.user_id)
+    mine = await privacy.requests_of(conn, keyring, principal=principal)
+    residents = await privacy.residents_of_owner(conn, principal=principal)
+    zone = await preferred_time_zone(conn, principal=principal)
     notice = ""
     for item in mine:
         if item.request_id == filed:
@@ -102,12 +99,12 @@ async def _privacy_page(
     )
 
 
-def _status(item: requests.SubjectRequest) -> str:
+def _status(item: SubjectRequest) -> str:
     return item.status.replace("_", " ")
 
 
 @router.post("/privacy/requests")
-async def file_request(request: Request, principal: SignedIn) -> Response:
+async def file_request(request: Request, principal: SignedIn, conn: ConnDep, keyring: KeyringDep) -> Response:
     """File a request from one of the page's forms (optional_principal has checked its CSRF token)."""
     form = {name: value for name, value in (await request.form()).items() if isinstance(value, str)}
     try:
@@ -117,26 +114,16 @@ async def file_request(request: Request, principal: SignedIn) -> Response:
             f"{'.'.join(str(part) for part in error['loc'][1:]) or 'form'}: {error['msg']}"
             for error in invalid.errors()
         )
-        return await _privacy_page(request, principal, error=message, status_code=422)
+        return await _privacy_page(request, principal, conn, keyring, error=message, status_code=422)
     except ValueError as refused:
-        return await _privacy_page(request, principal, error=str(refused), status_code=422)
-    kind, subject, details, personal = filing_parts(body)
+        return await _privacy_page(request, principal, conn, keyring, error=str(refused), status_code=422)
     try:
-        async with pool_of(request).acquire() as conn:
-            request_id = await requests.file_request(
-                conn,
-                keyring_of(request),
-                filer=actor_of(principal),
-                kind=kind,
-                subject_username=subject,
-                details=details,
-                personal_details=personal,
-            )
-    except RequestRefused as refused:
+        filed = await privacy.file(conn, keyring, principal=principal, filing=body)
+    except Problem as refused:
         if refused.status != 422:
-            raise Problem(refused.status, refused.detail) from None
-        return await _privacy_page(request, principal, error=refused.detail, status_code=422)
-    return redirect(f"/privacy?filed={request_id}")
+            raise
+        return await _privacy_page(request, principal, conn, keyring, error=refused.detail, status_code=422)
+    return redirect(f"/privacy?filed={filed.request_id}")
 
 
 def _filing(form: dict[str, str]) -> dict[str, Any]:
@@ -159,14 +146,18 @@ def _filing(form: dict[str, str]) -> dict[str, Any]:
 
 
 @router.get("/privacy/queue")
-async def queue(request: Request, principal: SignedIn, changed: KindId = None) -> Response:
+async def queue(
+    request: Request, principal: SignedIn, conn: ConnDep, keyring: KeyringDep, changed: KindId = None
+) -> Response:
     """Show the privacy officer the open requests, the soonest due first, overdue ones highlighted."""
-    return await _queue_page(request, principal, changed=changed)
+    return await _queue_page(request, principal, conn, keyring, changed=changed)
 
 
 async def _queue_page(
     request: Request,
     principal: Principal,
+    conn: Connection,
+    keyring: Keyring,
     *,
     changed: int | None = None,
     error: str = "",
@@ -174,20 +165,14 @@ async def _queue_page(
 ) -> Response:
     if principal.role != "privacy_officer":
         return error_page(request, 403, "this page is for the privacy officer only", principal)
-    actor = actor_of(principal)
-    keyring = keyring_of(request)
-    async with pool_of(request).acquire() as conn:
-        open_requests = await requests.open_requests(conn, keyring)
-        for item in open_requests:
-            await record_request_read(conn, actor=actor, request=item)
-        notice = ""
-        if changed is not None:
-            with answered_as_problems():
-                item = await requests.load_request(conn, keyring, request_id=changed, actor=actor)
-            notice = f"Request {item.request_id} is {_status(item)}" + (
-                f": {item.outcome}" if item.outcome else "."
-            )
-        zone = await conn.fetchval(queries.SELECT_TIME_ZONE_OF_USER, principal.user_id)
+    open_requests = await privacy.open_queue(conn, keyring, principal=principal)
+    notice = ""
+    if changed is not None:
+        item = await privacy.request(conn, keyring, principal=principal, request_id=changed)
+        notice = f"Request {item.request_id} is {_status(item)}" + (
+            f": {item.outcome}" if item.outcome else "."
+        )
+    zone = await preferred_time_zone(conn, principal=principal)
     return page(
         request,
         "privacy_queue.html",
@@ -203,24 +188,30 @@ async def _queue_page(
 
 
 @router.post("/privacy/requests/{request_id}/status")
-async def change_status(request: Request, principal: SignedIn, request_id: Id) -> Response:
+async def change_status(
+    request: Request,
+    principal: SignedIn,
+    request_id: Id,
+    conn: ConnDep,
+    keyring: KeyringDep,
+    catalogue: CatalogueDep,
+) -> Response:
     """Move a request on from the queue: start, complete (which carries it out) or refuse with a note."""
     form = await request.form()
     status, note = form.get("status"), form.get("note")
     try:
-        async with pool_of(request).acquire() as conn:
-            await requests.change_status(
-                conn,
-                keyring_of(request),
-                load_catalogue(),
-                request_id=request_id,
-                actor=actor_of(principal),
-                status=status if isinstance(status, str) else "",
-                note=note.strip() or None if isinstance(note, str) else None,
-            )
-    except RequestRefused as refused:
+        await privacy.change_status(
+            conn,
+            keyring,
+            catalogue,
+            principal=principal,
+            request_id=request_id,
+            status=status if isinstance(status, str) else "",
+            note=note.strip() or None if isinstance(note, str) else None,
+        )
+    except Problem as refused:
         if refused.status not in (409, 422):
-            raise Problem(refused.status, refused.detail) from None
+            raise
         error = f"Request {request_id}: {refused.detail}"
-        return await _queue_page(request, principal, error=error, status_code=refused.status)
+        return await _queue_page(request, principal, conn, keyring, error=error, status_code=refused.status)
     return redirect(f"/privacy/queue?changed={request_id}")

@@ -16,12 +16,15 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
+from api.deps import settings_of
 from api.problems import TITLES, Problem
-from api.security import Principal, csrf_token, settings_of
+from api.security import Principal, csrf_token
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
+# Times are shown in the reader's display time zone; until they choose one, in this.
+DEFAULT_TIME_ZONE = "Europe/Amsterdam"
 STATIC_DIR = HERE / "static"
 templates = Jinja2Templates(directory=HERE / "templates")
 

@@ -4,91 +4,77 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import Annotated, TypeAlias
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
+from fastapi import APIRouter, Form, Path, Query, Request, Response
 
-from api.params import MAX_ID, Id
+from api.deps import MAX_ID, ConnDep, OwnedSite, SignedIn, VisibleSite
 from api.problems import Problem
-from api.queries import portal as queries
-from api.queries import web as web_queries
-from api.security import Principal, optional_principal, pool_of
-from api.services import sharing as sharing_rules
+from api.security import Principal
+from api.services import sharing, sites
 from api.services.access import (
+    SiteAccess,
     installer_assignments,
-    owned_site,
+    preferred_time_zone,
     record_read,
-    site_access,
     user_time_zone,
     visible_sites,
 )
 from api.services.energy_series import daily_energy, daily_window, hourly_energy, hourly_window
+from api.services.sites import MAX_DEVICES_SHOWN
 from api.web.charts import energy_chart
-from api.web.render import PageRoute, error_page, local_end, page, redirect
+from api.web.render import DEFAULT_TIME_ZONE, PageRoute, error_page, local_end, page, redirect
+from thuis.db import Connection
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-SiteId: TypeAlias = Id
-DEFAULT_TIME_ZONE = "Europe/Amsterdam"
 CHART_HOURS = 7 * 24
 DAILY_RANGES = {30: "Last 30 days", 365: "Last year"}
-MAX_DEVICES_SHOWN = 200
 ACCESS_LOG_PAGE = 50
 
 
-async def signed_in(principal: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
-    """Return the signed-in person; the page route sends anyone else to the sign-in page."""
-    if principal is None:
-        raise Problem(401, "sign in first")
-    return principal
-
-
-SignedIn = Annotated[Principal, Depends(signed_in)]
-
-
 @router.get("/")
-async def home(request: Request, principal: SignedIn) -> Response:
+async def home(request: Request, principal: SignedIn, conn: ConnDep) -> Response:
     """List the sites the person may see; one site goes to its page, installer and officer to their own."""
     if principal.role == "installer":
         return redirect("/installer")
     if principal.role == "privacy_officer":
         return redirect("/privacy/queue")
-    async with pool_of(request).acquire() as conn:
-        sites = await visible_sites(conn, principal=principal)
-        if len(sites) == 1:
-            return redirect(f"/sites/{sites[0].site_id}")
-        for access in sites:
-            await record_read(conn, principal=principal, access=access, resource="site")
-    return page(request, "home.html", principal=principal, sites=sites)
+    visible = await visible_sites(conn, principal=principal)
+    if len(visible) == 1:
+        return redirect(f"/sites/{visible[0].site_id}")
+    for access in visible:
+        await record_read(conn, principal=principal, access=access, resource="site")
+    return page(request, "home.html", principal=principal, sites=visible)
 
 
 @router.get("/sites/{site_id}")
 async def site_dashboard(
     request: Request,
+    site: VisibleSite,
     principal: SignedIn,
-    site_id: SiteId,
+    conn: ConnDep,
     days: Annotated[int, Query()] = 30,
 ) -> Response:
     """Show a site's energy per hour (7 days) and per day (30 days or a year), totals and devices."""
     if days not in DAILY_RANGES:
         days = 30  # a hand-edited address gets the default period rather than an error
     now = dt.datetime.now(dt.UTC)
-    async with pool_of(request).acquire() as conn:
-        access = await site_access(conn, principal=principal, site_id=site_id)
-        # Days and hours as the person reading them lives them: their display preference, else the site's.
-        zone = await user_time_zone(conn, principal=principal, access=access)
-        hour_start, hour_end = hourly_window(now, hours=CHART_HOURS, time_zone=zone)
-        hourly = await hourly_energy(conn, site_id=site_id, start=hour_start, end=hour_end, time_zone=zone)
-        day_start, day_end = daily_window(now, days=days, time_zone=zone)
-        daily = await daily_energy(conn, site_id=site_id, start=day_start, end=day_end, time_zone=zone)
-        devices = await conn.fetch(web_queries.SELECT_DEVICES_WITH_VENDOR, site_id, MAX_DEVICES_SHOWN)
-        for resource in ("site", "readings", "devices"):
-            await record_read(conn, principal=principal, access=access, resource=resource)
+    site_id = site.site_id
+    # Days and hours as the person reading them lives them: their display preference, else the site's.
+    zone = await user_time_zone(conn, principal=principal, access=site)
+    hour_start, hour_end = hourly_window(now, hours=CHART_HOURS, time_zone=zone)
+    hourly = await hourly_energy(conn, site_id=site_id, start=hour_start, end=hour_end, time_zone=zone)
+    day_start, day_end = daily_window(now, days=days, time_zone=zone)
+    daily = await daily_energy(conn, site_id=site_id, start=day_start, end=day_end, time_zone=zone)
+    for resource in ("site", "readings"):
+        await record_read(conn, principal=principal, access=site, resource=resource)
+    devices = await sites.devices_with_vendor(conn, principal=principal, access=site)
     return page(
         request,
         "site.html",
         principal=principal,
-        site=access,
+        site=site,
         tab="energy",
         hourly=energy_chart(hourly),
         hourly_totals=hourly.totals(),
@@ -104,8 +90,9 @@ async def site_dashboard(
 @router.get("/sites/{site_id}/installers")
 async def installers(
     request: Request,
+    site: OwnedSite,
     principal: SignedIn,
-    site_id: SiteId,
+    conn: ConnDep,
     assigned: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     revoked: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> Response:
@@ -114,13 +101,14 @@ async def installers(
     After a form, `assigned` or `revoked` names the assignment it changed; the notice is written from the
     database row, so a link cannot put words of its own on the owner's page.
     """
-    return await _installers_page(request, principal, site_id, assigned=assigned, revoked=revoked)
+    return await _installers_page(request, principal, conn, site, assigned=assigned, revoked=revoked)
 
 
 async def _installers_page(
     request: Request,
     principal: Principal,
-    site_id: int,
+    conn: Connection,
+    access: SiteAccess,
     *,
     assigned: int | None = None,
     revoked: int | None = None,
@@ -128,9 +116,7 @@ async def _installers_page(
     status_code: int = 200,
     form: dict[str, str] | None = None,
 ) -> Response:
-    async with pool_of(request).acquire() as conn:
-        access = await owned_site(conn, principal=principal, site_id=site_id)
-        assignments = await conn.fetch(queries.SELECT_ASSIGNMENTS_OF_SITE, site_id, True)
+    assignments = await sharing.assignment_rows(conn, site_id=access.site_id, include_ended=True)
     today = dt.datetime.now(zoneinfo.ZoneInfo(access.time_zone)).date()
     notice = ""
     for row in assignments:
@@ -152,29 +138,29 @@ async def _installers_page(
         error=error,
         form=form or {"installer_username": "", "expires_on": str(today + dt.timedelta(days=14))},
         min_date=str(today),
-        max_date=str(today + sharing_rules.MAX_ASSIGNMENT - dt.timedelta(days=1)),
+        max_date=str(today + sharing.MAX_ASSIGNMENT - dt.timedelta(days=1)),
     )
 
 
 @router.post("/sites/{site_id}/installers")
 async def assign_installer(
     request: Request,
+    site: OwnedSite,
     principal: SignedIn,
-    site_id: SiteId,
+    conn: ConnDep,
     installer_username: Annotated[str, Form(max_length=64)] = "",
     expires_on: Annotated[str, Form(max_length=32)] = "",
 ) -> Response:
     """Assign an installer until the end of the chosen day (in the site's time zone)."""
     form = {"installer_username": installer_username, "expires_on": expires_on}
     try:
-        async with pool_of(request).acquire() as conn, conn.transaction():
-            access = await owned_site(conn, principal=principal, site_id=site_id)
-            assignment_id = await sharing_rules.assign_installer(
+        async with conn.transaction():
+            assignment_id = await sharing.assign_installer(
                 conn,
-                site_id=site_id,
+                site_id=site.site_id,
                 owner_user_id=principal.user_id,
                 installer_username=installer_username,
-                expires_at=_end_of_day(expires_on, access.time_zone),
+                expires_at=_end_of_day(expires_on, site.time_zone),
                 username_field="installer",
                 expires_field="until",
             )
@@ -182,23 +168,18 @@ async def assign_installer(
         if problem.status != 422:  # only invalid input re-renders the form
             raise
         return await _installers_page(
-            request, principal, site_id, error=problem.detail, status_code=422, form=form
+            request, principal, conn, site, error=problem.detail, status_code=422, form=form
         )
-    return redirect(f"/sites/{site_id}/installers?assigned={assignment_id}")
+    return redirect(f"/sites/{site.site_id}/installers?assigned={assignment_id}")
 
 
 @router.post("/sites/{site_id}/installers/{assignment_id}/revoke")
 async def revoke_installer(
-    request: Request,
-    principal: SignedIn,
-    site_id: SiteId,
-    assignment_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    site: OwnedSite, conn: ConnDep, assignment_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> Response:
     """End an installer's assignment at once."""
-    async with pool_of(request).acquire() as conn:
-        await owned_site(conn, principal=principal, site_id=site_id)
-        await sharing_rules.revoke_assignment(conn, site_id=site_id, assignment_id=assignment_id)
-    return redirect(f"/sites/{site_id}/installers?revoked={assignment_id}")
+    await sharing.revoke_assignment(conn, site_id=site.site_id, assignment_id=assignment_id)
+    return redirect(f"/sites/{site.site_id}/installers?revoked={assignment_id}")
 
 
 def _end_of_day(day: str, time_zone: str) -> dt.datetime:
@@ -212,21 +193,19 @@ def _end_of_day(day: str, time_zone: str) -> dt.datetime:
 
 @router.get("/sites/{site_id}/access-log")
 async def access_log(
-    request: Request, principal: SignedIn, site_id: SiteId, before: dt.datetime | None = None
+    request: Request, site: OwnedSite, principal: SignedIn, conn: ConnDep, before: dt.datetime | None = None
 ) -> Response:
     """Show who read the site's personal data, newest first, a page at a time."""
     if before is not None and before.tzinfo is None:
         before = before.replace(tzinfo=dt.UTC)
-    async with pool_of(request).acquire() as conn:
-        access = await owned_site(conn, principal=principal, site_id=site_id)
-        rows = await conn.fetch(queries.SELECT_ACCESS_LOG_OF_SITE, site_id, before, ACCESS_LOG_PAGE + 1)
+    rows = await sharing.access_log_rows(conn, site_id=site.site_id, before=before, limit=ACCESS_LOG_PAGE + 1)
     records = rows[:ACCESS_LOG_PAGE]
     older = records[-1]["occurred_at"].isoformat() if len(rows) > ACCESS_LOG_PAGE else None
     return page(
         request,
         "access_log.html",
         principal=principal,
-        site=access,
+        site=site,
         tab="access-log",
         records=records,
         older=older,
@@ -234,13 +213,12 @@ async def access_log(
 
 
 @router.get("/installer")
-async def installer_sites(request: Request, principal: SignedIn) -> Response:
+async def installer_sites(request: Request, principal: SignedIn, conn: ConnDep) -> Response:
     """Show an installer the sites they are assigned to now, the soonest to end first."""
     if principal.role != "installer":
         return error_page(request, 403, "this page is for installers only", principal)
-    async with pool_of(request).acquire() as conn:
-        assignments = await installer_assignments(conn, principal=principal)
-        zone = await conn.fetchval(queries.SELECT_TIME_ZONE_OF_USER, principal.user_id)
+    assignments = await installer_assignments(conn, principal=principal)
+    zone = await preferred_time_zone(conn, principal=principal)
     return page(
         request,
         "installer.html",

@@ -1,0 +1,137 @@
+"""Every SQL statement of signing in, sessions and the signed-in person's own account."""
+
+SELECT_USER_FOR_SIGN_IN = """
+SELECT user_id, username, role, password_hash, key_id, totp_secret_ciphertext, totp_confirmed_at,
+       totp_last_step, recovery_code_hashes, failed_sign_ins, locked_until
+FROM users WHERE username = $1 AND closed_at IS NULL
+FOR UPDATE
+"""
+
+
+RECORD_FAILED_SIGN_IN = """
+UPDATE users SET failed_sign_ins = failed_sign_ins + 1,
+                 locked_until = CASE WHEN failed_sign_ins + 1 >= $2 THEN now() + $3::interval END
+WHERE user_id = $1
+RETURNING failed_sign_ins, locked_until
+"""
+
+
+RECORD_SUCCESSFUL_SIGN_IN = """
+UPDATE users SET failed_sign_ins = 0, locked_until = NULL,
+                 totp_last_step = coalesce($2, totp_last_step),
+                 recovery_code_hashes = array_remove(recovery_code_hashes, $3)
+WHERE user_id = $1
+"""
+
+
+UPDATE_PASSWORD_HASH = "UPDATE users SET password_hash = $2 WHERE user_id = $1"
+
+
+INSERT_LOGIN_EVENT = (
+    "INSERT INTO login_events (occurred_at, username, ip, outcome) VALUES (now(), $1, $2, $3)"
+)
+
+
+SELECT_ACCOUNT = """
+SELECT u.user_id, u.username, u.key_id, u.email_ciphertext, u.role, u.installer_company_id, u.company_admin,
+       u.totp_confirmed_at IS NOT NULL AS totp_enabled,
+       cardinality(u.recovery_code_hashes) AS recovery_codes_left,
+       coalesce(p.language, 'nl') AS language, coalesce(p.time_zone, 'Europe/Amsterdam') AS time_zone,
+       c.name AS company_name
+FROM users u
+LEFT JOIN display_preferences p USING (user_id)
+LEFT JOIN installer_companies c ON c.company_id = u.installer_company_id
+WHERE u.user_id = $1
+"""
+
+
+UPSERT_PREFERENCES = """
+INSERT INTO display_preferences (user_id, language, time_zone, updated_at) VALUES ($1, $2, $3, now())
+ON CONFLICT (user_id) DO UPDATE SET language = EXCLUDED.language, time_zone = EXCLUDED.time_zone,
+                                    updated_at = now()
+"""
+
+
+SELECT_PASSWORD_HASH = "SELECT password_hash FROM users WHERE user_id = $1 FOR UPDATE"
+
+
+CHANGE_PASSWORD = """
+UPDATE users SET password_hash = $2, password_changed_at = now(), failed_sign_ins = 0, locked_until = NULL
+WHERE user_id = $1
+"""
+
+
+SET_TOTP_SECRET = """
+UPDATE users SET totp_secret_ciphertext = $2, totp_confirmed_at = NULL, totp_last_step = NULL
+WHERE user_id = $1 AND totp_confirmed_at IS NULL
+"""
+
+
+SELECT_TOTP = """
+SELECT key_id, totp_secret_ciphertext, totp_confirmed_at, totp_last_step FROM users
+WHERE user_id = $1 FOR UPDATE
+"""
+
+
+CONFIRM_TOTP = """
+UPDATE users SET totp_confirmed_at = now(), totp_last_step = $2, recovery_code_hashes = $3 WHERE user_id = $1
+"""
+
+
+DISABLE_TOTP = """
+UPDATE users SET totp_secret_ciphertext = NULL, totp_confirmed_at = NULL, totp_last_step = NULL,
+                 recovery_code_hashes = '{}'
+WHERE user_id = $1
+"""
+
+
+SET_EMAIL = "UPDATE users SET email_ciphertext = $2, email_hash = $3 WHERE user_id = $1"
+
+
+SELECT_KEY_OF_USER = "SELECT key_id FROM users WHERE user_id = $1"
+
+
+SELECT_TOTP_ENABLED = "SELECT totp_confirmed_at IS NOT NULL FROM users WHERE user_id = $1"
+
+
+SET_RECOVERY_CODES = "UPDATE users SET recovery_code_hashes = $2 WHERE user_id = $1"
+
+
+INSERT_SESSION = """
+INSERT INTO sessions (token_sha256, user_id, kind, created_at, last_used_at, expires_at, ip, user_agent)
+VALUES ($1, $2, $3, now(), now(), now() + least($4::interval, $5::interval), $6, $7)
+RETURNING expires_at
+"""
+
+
+# The session and who it belongs to; an expired session or a closed account signs no one in.
+SELECT_SESSION = """
+SELECT s.token_sha256, s.kind, s.created_at, s.last_used_at, s.expires_at,
+       u.user_id, u.username, u.role, u.installer_company_id, u.company_admin
+FROM sessions s JOIN users u USING (user_id)
+WHERE s.token_sha256 = $1 AND s.expires_at > now() AND u.closed_at IS NULL
+"""
+
+
+# Using a session moves its end forward by the idle period, never past the absolute limit.
+TOUCH_SESSION = """
+UPDATE sessions SET last_used_at = now(),
+                    expires_at = least(now() + $2::interval, created_at + $3::interval)
+WHERE token_sha256 = $1
+"""
+
+
+SELECT_SESSIONS_OF_USER = """
+SELECT token_sha256, kind, created_at, last_used_at, expires_at, ip, user_agent
+FROM sessions WHERE user_id = $1 AND expires_at > now()
+ORDER BY last_used_at DESC
+"""
+
+
+DELETE_SESSION_OF_USER = "DELETE FROM sessions WHERE user_id = $1 AND token_sha256 = $2"
+
+
+DELETE_SESSIONS_OF_USER = "DELETE FROM sessions WHERE user_id = $1"
+
+
+DELETE_OTHER_SESSIONS = "DELETE FROM sessions WHERE user_id = $1 AND token_sha256 <> $2"

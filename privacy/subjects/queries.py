@@ -123,10 +123,3 @@ ORDER BY contract_id
 FOR UPDATE
 """
 UPDATE_CONTRACT_HOLDER = "UPDATE contracts SET holder_ciphertext = $2 WHERE contract_id = $1"
-
-# A read of someone else's personal data through the requests (an export, a request's details, an account
-# found by email): who, whose, what; `detail` names the request.
-INSERT_AUDIT_READ = """
-INSERT INTO audit_records (occurred_at, actor_user_id, actor_role, action, subject_user_id, resource, detail)
-VALUES (clock_timestamp(), $1, $2, 'read', $3, $4, $5)
-"""

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 
 from api.app import create_app
-from tests.fixtures.database import Database
-from tests.fixtures.portal import Portal, in_days, portal_settings, running_portal
+from ops.localstack import PostgresCluster
+from tests.fixtures.database import Database, copy_of, drop, freeze_as_template
+from tests.fixtures.portal import Person, Portal, in_days, portal_settings, running_portal
+from tests.support import blocking
 
 SITE_A_LABEL = "Huize Anna, Kerkstraat 12"
 SERIAL_A = "MAXEM-A1B2C3"
@@ -102,8 +105,22 @@ def api_routes() -> set[tuple[str, str]]:
     return {(method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item}
 
 
-@pytest.fixture
-async def world(database: Database) -> AsyncIterator[World]:
+@dataclass(frozen=True)
+class WorldTemplate:
+    """The world built once per module, its database frozen to be copied, its people signed in."""
+
+    database: Database
+    people: dict[str, Person]
+    site_a: int
+    site_b: int
+    device_a: int
+    grant_a: int
+    assignment_a: int
+    request_a: int
+
+
+async def build_world(database: Database) -> WorldTemplate:
+    """Make every person, both sites, a device with readings, grants, assignments and a request."""
     async with running_portal(database) as portal:
         for username, (role, extra) in PEOPLE.items():
             portal.add_person(username, role, **extra)
@@ -158,7 +175,55 @@ async def world(database: Database) -> AsyncIterator[World]:
             headers=portal.people["owner-a"].headers,
         )
         assert filed.status_code == 201, filed.text
-        yield World(portal, site_a, site_b, device_a, grant_a, assignment_a, filed.json()["request_id"])
+        return WorldTemplate(
+            database,
+            dict(portal.people),
+            site_a,
+            site_b,
+            device_a,
+            grant_a,
+            assignment_a,
+            filed.json()["request_id"],
+        )
+
+
+@pytest.fixture(scope="module")
+def world_template(
+    pg_cluster: PostgresCluster, template_database: str, workdir: Path
+) -> Iterator[WorldTemplate]:
+    """Build the world once for the module: making ten accounts and signing them in costs seconds."""
+    database = copy_of(pg_cluster, template_database, keyring_file=None, workdir=workdir)
+    template = blocking(build_world(database))
+    freeze_as_template(pg_cluster, database)
+    yield template
+    drop(pg_cluster, database)
+
+
+@pytest.fixture
+async def world(
+    pg_cluster: PostgresCluster, world_template: WorldTemplate, workdir: Path
+) -> AsyncIterator[World]:
+    """A copy of the world for one test: the same people, signed in with the same sessions."""
+    copy = copy_of(
+        pg_cluster,
+        world_template.database.name,
+        keyring_file=world_template.database.keyring_file,
+        workdir=workdir,
+    )
+    try:
+        async with running_portal(copy) as portal:
+            portal.people.update({name: replace(person) for name, person in world_template.people.items()})
+            yield World(
+                portal,
+                world_template.site_a,
+                world_template.site_b,
+                world_template.device_a,
+                world_template.grant_a,
+                world_template.assignment_a,
+                world_template.request_a,
+            )
+    finally:
+        drop(pg_cluster, copy)
 
 
 def request_for(world: World, method: str, path: str) -> tuple[str, dict[str, object] | None]:

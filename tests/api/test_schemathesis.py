@@ -60,6 +60,7 @@ def served_portal(database: Database) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+@pytest.mark.slow
 def test_no_generated_request_gets_a_server_error(served_portal: str, tmp_path: Path):
     token = httpx.post(
         f"{served_portal}/api/v1/auth/sign-in", json={"username": "anna", "password": PASSWORD}

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 
 from ops.localstack import free_port
 from tests.support import COUNT_READINGS
+
+pytestmark = pytest.mark.slow
 
 
 def test_stack_up_stores_simulated_readings_and_stops_on_ctrl_c(workdir: Path):

@@ -132,6 +132,7 @@ def test_publisher_keeps_to_the_rate_and_the_duration(sim_broker: SimBroker) -> 
     assert report.acknowledged == report.sent
 
 
+@pytest.mark.slow
 def test_publisher_resends_unacknowledged_messages_after_a_broker_restart(
     sim_broker: SimBroker, subscriber: Subscriber
 ) -> None:

@@ -42,6 +42,8 @@ from tests.fixtures.database import INGEST_PASSWORD, Database
 from tests.fixtures.ingest import IngestProcess, ingest_environment
 from tests.support import StoredReading, count_readings, expected_rows, stored_rows, wait_for
 
+pytestmark = pytest.mark.slow
+
 START = dt.datetime(2026, 3, 2, 6, 0, tzinfo=dt.UTC)
 BENEXT, MAXEM = 2, 2
 SEED = 11

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import psycopg
+import pytest
 
 from gateway_sim.fleet import simulate
 from ops.certs import issue_ingest_certificate
@@ -18,6 +19,8 @@ from ops.provision import provision
 from tests.fixtures.database import Database
 from tests.fixtures.ingest import IngestProcess, ingest_environment
 from tests.support import backfill_arguments, count_readings, expected_rows, run_sim, stored_rows, wait_for
+
+pytestmark = pytest.mark.slow
 
 START = dt.datetime(2026, 4, 6, 6, 0, tzinfo=dt.UTC)
 FLEET = {"benext": 3, "maxem": 3}

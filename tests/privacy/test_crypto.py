@@ -205,6 +205,7 @@ def keys_command(database: Database, *args: str) -> subprocess.CompletedProcess[
     )
 
 
+@pytest.mark.slow
 async def test_the_master_key_rotates_while_the_portal_serves(database: Database):
     async with running_portal(database) as portal:
         owners = [portal.add_person(f"owner-{n}", "owner", email=f"owner{n}@example.org") for n in range(30)]

@@ -445,6 +445,7 @@ def test_serve_refuses_to_start_when_a_table_belongs_to_no_category(database: Da
     assert "table 'newsletter_signups' belongs to no data category" in result.stderr
 
 
+@pytest.mark.slow
 async def test_retention_running_while_the_ingest_writes_loses_nothing_that_should_stay(
     database: Database, broker: MosquittoBroker, ingest: IngestProcess, certs_dir: Path
 ):

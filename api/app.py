@@ -19,6 +19,7 @@ from privacy.keys.crypto import KeyringFile
 from thuis import __version__
 from thuis.catalogue import load_catalogue
 from thuis.db import create_pool
+from thuis.queries import HEALTH_CHECK
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.get("/health", include_in_schema=False)
     async def health(conn: ConnDep) -> JSONResponse:
-        await conn.fetchval("SELECT 1")
+        await conn.fetchval(HEALTH_CHECK)
         return JSONResponse({"status": "ok"})
 
     @app.middleware("http")

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops import queries
 from thuis.db import connect_sync
 
 log = logging.getLogger(__name__)
@@ -16,17 +17,6 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 MIGRATION_FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 # Any constant will do; it only keeps two migrators from running at once.
 MIGRATION_LOCK_KEY = 0x7468756973  # "thuis"
-
-CREATE_VERSION_TABLE = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version     integer PRIMARY KEY,
-    name        text NOT NULL,
-    checksum    text NOT NULL,
-    applied_at  timestamptz NOT NULL DEFAULT now()
-)
-"""
-SELECT_APPLIED = "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
-INSERT_APPLIED = "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)"
 
 
 class MigrationError(Exception):
@@ -71,10 +61,10 @@ def migrate(database_url: str, *, directory: Path = MIGRATIONS_DIR) -> list[Migr
     migrations = discover(directory)
     applied_now: list[Migration] = []
     with connect_sync(database_url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        conn.execute(queries.LOCK_MIGRATIONS, (MIGRATION_LOCK_KEY,))
         try:
-            conn.execute(CREATE_VERSION_TABLE)
-            applied = {row[0]: (row[1], row[2]) for row in conn.execute(SELECT_APPLIED)}
+            conn.execute(queries.CREATE_VERSION_TABLE)
+            applied = {row[0]: (row[1], row[2]) for row in conn.execute(queries.SELECT_APPLIED)}
             _check_applied(applied, migrations)
             for migration in migrations:
                 if migration.version in applied:
@@ -82,10 +72,12 @@ def migrate(database_url: str, *, directory: Path = MIGRATIONS_DIR) -> list[Migr
                 log.info("applying migration %04d_%s", migration.version, migration.name)
                 with conn.transaction():
                     conn.execute(migration.sql.encode())
-                    conn.execute(INSERT_APPLIED, (migration.version, migration.name, migration.checksum))
+                    conn.execute(
+                        queries.INSERT_APPLIED, (migration.version, migration.name, migration.checksum)
+                    )
                 applied_now.append(migration)
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+            conn.execute(queries.UNLOCK_MIGRATIONS, (MIGRATION_LOCK_KEY,))
     return applied_now
 
 

@@ -39,3 +39,17 @@ SELECT_GATEWAY = "SELECT gateway_serial, vendor, site_id FROM gateways WHERE gat
 
 # The local stack (ops/localstack.py, psycopg).
 SELECT_DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %s"
+
+# Migrations (ops/migrate.py, psycopg).
+CREATE_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     integer PRIMARY KEY,
+    name        text NOT NULL,
+    checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+SELECT_APPLIED = "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
+INSERT_APPLIED = "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)"
+LOCK_MIGRATIONS = "SELECT pg_advisory_lock(%s)"
+UNLOCK_MIGRATIONS = "SELECT pg_advisory_unlock(%s)"

@@ -6,3 +6,6 @@ INSERT INTO audit_records (occurred_at, actor_user_id, actor_role, action, subje
                            resource, assignment_id, detail)
 VALUES (clock_timestamp(), $1, $2, 'read', $3, $4, $5, $6, $7)
 """
+
+# Whether the database answers at all (the services' health checks).
+HEALTH_CHECK = "SELECT true"

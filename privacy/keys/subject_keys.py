@@ -11,6 +11,7 @@ from thuis.db import Connection
 
 log = logging.getLogger(__name__)
 
+
 class SubjectKeyError(Exception):
     """A data key that should exist does not: the subject was erased, or the id is wrong."""
 

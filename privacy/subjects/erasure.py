@@ -12,21 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from privacy.subjects import queries
 from thuis.catalogue import Catalogue, Category
 from thuis.db import Connection
 
-ERASE = "SELECT table_name, rows_removed FROM erase_data_subject($1, $2, $3)"
-SELECT_SUBJECT = "SELECT user_id FROM users WHERE user_id = $1"
-# What a legal duty may still keep of the subject, per category the erasure function knows.
-SELECT_KEPT_CONTRACTS = """
-SELECT contract_id, ended_at FROM contracts
-WHERE holder_user_id = $1 AND (ended_at IS NULL OR ended_at >= $2)
-ORDER BY contract_id
-"""
-SELECT_KEPT_ORDERS = """
-SELECT order_id, ordered_at FROM webshop_orders WHERE customer_user_id = $1 AND ordered_at >= $2
-ORDER BY order_id
-"""
 # The categories erase_data_subject can keep, and the table whose rows it keeps.
 KEEPABLE = {"billing_records": "contracts", "webshop_orders": "webshop_orders"}
 
@@ -90,10 +79,12 @@ async def erase_subject(
     cutoffs = legal_duty_cutoffs(catalogue, now=now)
     categories = {category.id: category for category in catalogue.categories}
     async with conn.transaction():
-        if await conn.fetchval(SELECT_SUBJECT, user_id) is None:
+        if await conn.fetchval(queries.SELECT_SUBJECT, user_id) is None:
             raise ErasureError(f"there is no account {user_id}")
         kept = await _kept(conn, categories, cutoffs, user_id=user_id)
-        rows = await conn.fetch(ERASE, user_id, cutoffs.get("billing_records"), cutoffs.get("webshop_orders"))
+        rows = await conn.fetch(
+            queries.ERASE, user_id, cutoffs.get("billing_records"), cutoffs.get("webshop_orders")
+        )
     return ErasureResult({row["table_name"]: row["rows_removed"] for row in rows}, kept)
 
 
@@ -102,14 +93,14 @@ async def _kept(
 ) -> list[Kept]:
     kept = []
     if "billing_records" in cutoffs:
-        contracts = await conn.fetch(SELECT_KEPT_CONTRACTS, user_id, cutoffs["billing_records"])
+        contracts = await conn.fetch(queries.SELECT_KEPT_CONTRACTS, user_id, cutoffs["billing_records"])
         if contracts:
             category = categories["billing_records"]
             ends = [row["ended_at"] for row in contracts]
             until = None if None in ends else _until(category, max(ends))
             kept.append(Kept(category.id, category.name, len(contracts), category.legal_basis, until))
     if "webshop_orders" in cutoffs:
-        orders = await conn.fetch(SELECT_KEPT_ORDERS, user_id, cutoffs["webshop_orders"])
+        orders = await conn.fetch(queries.SELECT_KEPT_ORDERS, user_id, cutoffs["webshop_orders"])
         if orders:
             category = categories["webshop_orders"]
             until = _until(category, max(row["ordered_at"] for row in orders))

@@ -123,3 +123,29 @@ ORDER BY contract_id
 FOR UPDATE
 """
 UPDATE_CONTRACT_HOLDER = "UPDATE contracts SET holder_ciphertext = $2 WHERE contract_id = $1"
+
+# Erasure (privacy/subjects/erasure.py).
+ERASE = "SELECT table_name, rows_removed FROM erase_data_subject($1, $2, $3)"
+SELECT_SUBJECT = "SELECT user_id FROM users WHERE user_id = $1"
+# What a legal duty may still keep of the subject, per category the erasure function knows.
+SELECT_KEPT_CONTRACTS = """
+SELECT contract_id, ended_at FROM contracts
+WHERE holder_user_id = $1 AND (ended_at IS NULL OR ended_at >= $2)
+ORDER BY contract_id
+"""
+SELECT_KEPT_ORDERS = """
+SELECT order_id, ordered_at FROM webshop_orders WHERE customer_user_id = $1 AND ordered_at >= $2
+ORDER BY order_id
+"""
+
+# Webshop orders and marketing contacts (privacy/subjects/records.py).
+INSERT_ORDER = """
+INSERT INTO webshop_orders (ordered_at, products, customer_user_id, key_id, customer_ciphertext)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING order_id
+"""
+INSERT_CONTACT = """
+INSERT INTO marketing_contacts (last_activity_at, email_hash, key_id, contact_ciphertext)
+VALUES ($1, $2, $3, $4)
+RETURNING contact_id
+"""

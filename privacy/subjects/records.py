@@ -12,18 +12,8 @@ import json
 from privacy.keys.crypto import Keyring, seal_json
 from privacy.keys.fields import MARKETING_CONTACTS_CONTACT, WEBSHOP_ORDERS_CUSTOMER
 from privacy.keys.subject_keys import create_key
+from privacy.subjects import queries
 from thuis.db import Connection
-
-INSERT_ORDER = """
-INSERT INTO webshop_orders (ordered_at, products, customer_user_id, key_id, customer_ciphertext)
-VALUES ($1, $2, $3, $4, $5)
-RETURNING order_id
-"""
-INSERT_CONTACT = """
-INSERT INTO marketing_contacts (last_activity_at, email_hash, key_id, contact_ciphertext)
-VALUES ($1, $2, $3, $4)
-RETURNING contact_id
-"""
 
 
 async def add_webshop_order(
@@ -42,7 +32,7 @@ async def add_webshop_order(
     customer = {"delivery_address": delivery_address, "invoice_address": invoice_address, "phone": phone}
     sealed = seal_json(key.data_key, customer, context=WEBSHOP_ORDERS_CUSTOMER)
     order_id: int = await conn.fetchval(
-        INSERT_ORDER, ordered_at, json.dumps(products), customer_user_id, key.key_id, sealed
+        queries.INSERT_ORDER, ordered_at, json.dumps(products), customer_user_id, key.key_id, sealed
     )
     return order_id
 
@@ -59,6 +49,6 @@ async def add_marketing_contact(
     key = await create_key(conn, keyring, scope="marketing")
     sealed = seal_json(key.data_key, {"email": email, "name": name}, context=MARKETING_CONTACTS_CONTACT)
     contact_id: int = await conn.fetchval(
-        INSERT_CONTACT, last_activity_at, keyring.email_hash(email), key.key_id, sealed
+        queries.INSERT_CONTACT, last_activity_at, keyring.email_hash(email), key.key_id, sealed
     )
     return contact_id

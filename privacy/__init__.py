@@ -1,1 +1,1 @@
-"""Privacy by design: what may leave Thuis, and in what shape."""
+"""Privacy by design: personal fields at rest (keys/), coarse locations, research exports, data-subject rights."""

@@ -1,1 +1,1 @@
-"""Privacy by design: personal fields at rest (keys/), coarse locations, research exports, data-subject rights."""
+"""Privacy by design: personal fields at rest, coarse locations, research exports, data-subject rights."""

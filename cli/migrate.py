@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 
-import psycopg
+import asyncpg
 
 from ops.migrate import MigrationError, migrate
 from thuis.catalogue import CatalogueError, check_schema, load_catalogue
@@ -40,9 +41,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         log.info("the database is up to date")
     try:
-        with psycopg.connect(url) as conn:
-            check_schema(conn, load_catalogue())
+        asyncio.run(_check_schema(url))
     except CatalogueError as err:
         print(f"thuis migrate: {err}", file=sys.stderr)  # noqa: T201
         return 1
     return 0
+
+
+async def _check_schema(url: str) -> None:
+    """Hold the migrated schema against the data catalogue."""
+    conn = await asyncpg.connect(url)
+    try:
+        await check_schema(conn, load_catalogue())
+    finally:
+        await conn.close()

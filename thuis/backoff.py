@@ -157,12 +157,9 @@ async def serve_with_reconnect(
                 await work(conn)
             except DATABASE_ERRORS as err:
                 delay = policy.next_delay()
+                what = "could not connect" if conn is None else "run failed"
                 log.warning(
-                    "%s: run failed (%s: %s); connecting again in %.1f s",
-                    name,
-                    type(err).__name__,
-                    err,
-                    delay,
+                    "%s: %s (%s: %s); connecting again in %.1f s", name, what, type(err).__name__, err, delay
                 )
                 if conn is not None:
                     conn.terminate()  # whatever state it is in, it is not used again

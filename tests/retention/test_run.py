@@ -300,6 +300,44 @@ async def test_a_run_removes_exactly_what_expired_and_records_it(database: Datab
     assert snapshot(database) | {"runs": None} == after | {"runs": None}
 
 
+class StopAfter(asyncio.Event):
+    """A stop signal that arrives after the run has asked `checks` times whether to stop."""
+
+    def __init__(self, checks: int) -> None:
+        super().__init__()
+        self.checks = checks
+
+    def is_set(self) -> bool:
+        self.checks -= 1
+        return self.checks < 0
+
+
+async def test_a_run_told_to_stop_records_what_it_removed_and_leaves_the_rest(database: Database):
+    seed(database)
+    before = snapshot(database)
+    conn = await asyncpg.connect(database.retention_url)
+    try:
+        # Told to stop while the first two tables (login events, connectivity events) are in hand.
+        stopped = await run_retention(conn, load_catalogue(), now=NOW, stopping=StopAfter(2))
+    finally:
+        await conn.close()
+    assert [(r.category, r.table) for r in stopped] == [
+        ("login_data", "login_events"),
+        ("gateway_connectivity", "gateway_connectivity_events"),
+    ]
+    assert stopped[1].rows == 40 * 24 + 1 - ((NOW - EVENTS_CUTOFF) // dt.timedelta(hours=1) + 1)
+    with psycopg.connect(database.owner_url) as conn:
+        recorded = conn.execute(
+            "SELECT category, rows_removed FROM retention_run_categories ORDER BY category"
+        ).fetchall()
+        quarantined = conn.execute("SELECT count(*), min(last_received_at) FROM quarantine").fetchone()
+    assert recorded == sorted((r.category, r.rows) for r in stopped)
+    assert quarantined == before["quarantine"]  # not reached: left for the next run
+    rest = await retention_run(database)
+    assert {r.category for r in rest} >= {"quarantine", "login_data"}
+    assert {r.category: r.rows for r in rest}["gateway_connectivity"] == 0
+
+
 # Per table: the time column, the cutoff and (oldest kept, how many kept) after a run at NOW.
 PERIODS = [
     # hourly on the half hour: the first kept is 00:30 of the first kept day

@@ -53,9 +53,8 @@ LIMIT $2
 
 def count_older(schema: Schema, *, table: str, column: str) -> str:
     """Count the rows of `table` whose `column` is before $1."""
-    return (
-        f"SELECT count(*) FROM {quote_table(schema, table)} WHERE {quote_column(schema, table, column)} < $1"  # noqa: S608
-    )
+    quoted_table, quoted_column = quote_table(schema, table), quote_column(schema, table, column)
+    return f"SELECT count(*) FROM {quoted_table} WHERE {quoted_column} < $1"  # noqa: S608
 
 
 def delete_older_batch(schema: Schema, *, table: str, key: str, column: str) -> str:

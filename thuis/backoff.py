@@ -113,8 +113,12 @@ class SettingsError(Exception):
     def __init__(self, err: ValidationError) -> None:
         problems = []
         for error in err.errors():
-            where = f"THUIS_{'_'.join(str(part) for part in error['loc']).upper()}: " if error["loc"] else ""
-            problems.append(where + error["msg"].removeprefix("Value error, "))
+            variable = f"THUIS_{'_'.join(str(part) for part in error['loc']).upper()}"
+            if error["type"] == "missing":
+                problems.append(f"{variable} is not set")
+            else:
+                where = f"{variable}: " if error["loc"] else ""
+                problems.append(where + error["msg"].removeprefix("Value error, "))
         super().__init__("configuration refused: " + "; ".join(problems))
 
 

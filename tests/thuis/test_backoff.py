@@ -115,5 +115,5 @@ def test_a_refusal_names_the_problem_but_never_the_values(monkeypatch: pytest.Mo
     assert "Xq7-real-secret" not in str(refused.value)
     monkeypatch.delenv("THUIS_DATABASE_URL")
     monkeypatch.delenv("THUIS_RECONNECT_MAX_S")
-    with pytest.raises(SettingsError, match="THUIS_DATABASE_URL: Field required"):
+    with pytest.raises(SettingsError, match="configuration refused: THUIS_DATABASE_URL is not set"):
         ServeLoopSettings.load()

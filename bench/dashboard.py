@@ -40,7 +40,7 @@ from api.services.energy import (
 )
 from bench.stack import bench_stack
 from ops.roles import set_role_password
-from rollup.worker import BATCH_HOURS, drain_pending
+from rollup.worker import BATCH_HOURS, RollupRun, drain_pending
 
 TIME_ZONE = "Europe/Amsterdam"
 # One row per minute: a daily load profile with an evening peak, and solar between 6:00 and 20:00 local
@@ -191,6 +191,14 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+async def roll_up(rollup_url: str, batch_hours: int) -> RollupRun:
+    conn = await asyncpg.connect(rollup_url)
+    try:
+        return await drain_pending(conn, batch_hours=batch_hours)
+    finally:
+        await conn.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -236,8 +244,7 @@ def main() -> int:
                 f"loaded {sizes[0]:,} readings ({sizes[2]}) in {seconds:.0f} s; {sizes[1]:,} hours marked",
                 flush=True,
             )
-        with psycopg.connect(rollup_url, autocommit=True) as conn:
-            run = drain_pending(conn, batch_hours=args.batch_hours)
+        run = asyncio.run(roll_up(rollup_url, args.batch_hours))
         print(
             f"rollups built by the worker (batches of {args.batch_hours} hours): {run.hours:,} device-hours, "
             f"{run.hourly_rows:,} hourly and {run.daily_rows:,} daily rows in {run.seconds:.1f} s "

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
-
-import psycopg
 
 from cli.settings import CommandError, database_url
 from ops.migrate import MigrationError, migrate
 from thuis.catalogue import CatalogueError, check_schema, load_catalogue
+from thuis.db import connection
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         log.info("the database is up to date")
     try:
-        with psycopg.connect(url) as conn:
-            check_schema(conn, load_catalogue())
+        asyncio.run(_check_schema(url))
     except CatalogueError as err:
         print(f"thuis migrate: {err}", file=sys.stderr)  # noqa: T201
         return 1
     return 0
+
+
+async def _check_schema(url: str) -> None:
+    """Hold the migrated schema against the data catalogue."""
+    async with connection(url, application_name="thuis-migrate") as conn:
+        await check_schema(conn, load_catalogue())

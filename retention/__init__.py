@@ -1,1 +1,1 @@
-"""Retention: the catalogue of data categories (policies.toml), its checks, and the retention worker."""
+"""Retention: the worker applying the catalogue's policies, its report, the generated privacy document."""

@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import logging
-import os
-import signal
 import sys
-import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-import psycopg
+import asyncpg
 
 from retention.docs import PRIVACY_DOC, render_privacy_doc
 from retention.report import build_report, render_report
+from retention.settings import RetentionSettings
 from retention.worker import run_retention
+from thuis.backoff import DATABASE_ERRORS, SettingsError, serve_with_reconnect, stop_on_signals
 from thuis.catalogue import Catalogue, CatalogueError, check_schema, load_catalogue
+from thuis.db import Connection
 
 log = logging.getLogger(__name__)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add `run`, `serve`, `report`, `check` and `docs`."""
+    parser.epilog = (
+        "Configured by environment variables: THUIS_DATABASE_URL (required but for `docs`), "
+        "THUIS_RETENTION_INTERVAL_S, THUIS_RECONNECT_INITIAL_S, THUIS_RECONNECT_MAX_S, "
+        "THUIS_RECONNECT_MULTIPLIER; the options below override them."
+    )
     actions = parser.add_subparsers(dest="retention_action", metavar="ACTION", required=True)
     run_ = actions.add_parser("run", help="apply every retention policy once and record what was removed")
     run_.add_argument(
@@ -36,7 +41,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     serve = actions.add_parser("serve", help="apply the policies on a schedule until SIGTERM")
     serve.add_argument("--database-url", help="URL of the thuis_retention role (default: THUIS_DATABASE_URL)")
     serve.add_argument(
-        "--interval-s", type=float, default=3600.0, help="seconds between runs (default: %(default)s)"
+        "--interval-s", type=float, help="seconds between runs (default: THUIS_RETENTION_INTERVAL_S or 3600)"
     )
     report = actions.add_parser(
         "report", help="per category: kept how long, legal basis, oldest record held, the last runs"
@@ -51,72 +56,94 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Do what was asked; a catalogue or database the catalogue does not cover is refused (exit 1)."""
+    """Do what was asked: exit 2 when the settings are refused, 1 for a catalogue or database refused."""
     try:
         catalogue = load_catalogue()
         if args.retention_action == "docs":
-            text = render_privacy_doc(catalogue)
-            if args.write:
-                PRIVACY_DOC.write_text(text)
-            else:
-                print(text, end="")  # noqa: T201 - the command's output
-            return 0
-        url = args.database_url or os.environ.get("THUIS_DATABASE_URL")
-        if not url:
-            print("thuis retention: set THUIS_DATABASE_URL or pass --database-url", file=sys.stderr)  # noqa: T201
-            return 2
-        with psycopg.connect(url, autocommit=True) as conn:
-            check_schema(conn, catalogue)
-            return _ACTIONS[args.retention_action](conn, catalogue, args)
+            return _docs(catalogue, write=args.write)
+        settings = RetentionSettings.load(
+            database_url=args.database_url, retention_interval_s=getattr(args, "interval_s", None)
+        )
+        if args.retention_action == "serve":
+            asyncio.run(_serve(settings, catalogue))
+        else:
+            asyncio.run(_once(settings, catalogue, args))
+    except SettingsError as err:
+        print(f"thuis retention: {err}", file=sys.stderr)  # noqa: T201
+        return 2
     except CatalogueError as err:
         print(f"thuis retention: {err}", file=sys.stderr)  # noqa: T201
         return 1
+    except DATABASE_ERRORS as err:
+        print(f"thuis retention: the database failed: {err}", file=sys.stderr)  # noqa: T201
+        return 1
+    return 0
 
 
-def _run_once(conn: psycopg.Connection[Any], catalogue: Catalogue, args: argparse.Namespace) -> int:
+def _docs(catalogue: Catalogue, *, write: bool) -> int:
+    text = render_privacy_doc(catalogue)
+    if write:
+        PRIVACY_DOC.write_text(text)
+    else:
+        print(text, end="")  # noqa: T201 - the command's output
+    return 0
+
+
+async def _once(settings: RetentionSettings, catalogue: Catalogue, args: argparse.Namespace) -> None:
+    """Run `run`, `report` or `check` on one connection, once the database passed the catalogue's check."""
+    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    try:
+        await check_schema(conn, catalogue)
+        await _ACTIONS[args.retention_action](conn, catalogue, args)
+    finally:
+        await conn.close()
+
+
+async def _run_once(conn: Connection, catalogue: Catalogue, args: argparse.Namespace) -> None:
     now = args.now or dt.datetime.now(dt.UTC)
-    for removal in run_retention(conn, catalogue, now=now, dry_run=args.dry_run):
+    for removal in await run_retention(conn, catalogue, now=now, dry_run=args.dry_run):
         print(  # noqa: T201 - the command's output
             f"{removal.category}\t{removal.table}\tcutoff {removal.cutoff.isoformat()}\t"
             f"{removal.method}\t{removal.chunks} chunks\t{removal.rows} rows\t"
             f"{'would be removed' if args.dry_run else 'removed'}\t{removal.seconds:.2f} s"
         )
-    return 0
 
 
-def _report(conn: psycopg.Connection[Any], catalogue: Catalogue, args: argparse.Namespace) -> int:
-    print(render_report(build_report(conn, catalogue), now=dt.datetime.now(dt.UTC)), end="")  # noqa: T201
-    return 0
+async def _report(conn: Connection, catalogue: Catalogue, args: argparse.Namespace) -> None:
+    report = await build_report(conn, catalogue)
+    print(render_report(report, now=dt.datetime.now(dt.UTC)), end="")  # noqa: T201
 
 
-def _check(conn: psycopg.Connection[Any], catalogue: Catalogue, args: argparse.Namespace) -> int:
+async def _check(conn: Connection, catalogue: Catalogue, args: argparse.Namespace) -> None:
     print(f"the catalogue covers every table: {len(catalogue.categories)} categories")  # noqa: T201
-    return 0
 
 
-def _serve(conn: psycopg.Connection[Any], catalogue: Catalogue, args: argparse.Namespace) -> int:
-    """Run now and then every interval; a failed run is logged and tried again at the next turn."""
-    interval_s: float = args.interval_s
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
-    log.info("retention: running every %.0f s", interval_s)
-    while not stopping.is_set():
-        try:
-            removals = run_retention(conn, catalogue, now=dt.datetime.now(dt.UTC))
-            log.info("retention: %d rows removed", sum(removal.rows for removal in removals))
-        except psycopg.Error as err:
-            log.warning("retention run failed (%s); trying again in %.0f s", err, interval_s)
-        stopping.wait(interval_s)
-    return 0
-
-
-_ACTIONS: dict[str, Callable[[psycopg.Connection[Any], Catalogue, argparse.Namespace], int]] = {
+_ACTIONS: dict[str, Callable[[Connection, Catalogue, argparse.Namespace], Awaitable[None]]] = {
     "run": _run_once,
-    "serve": _serve,
     "report": _report,
     "check": _check,
 }
+
+
+async def _serve(settings: RetentionSettings, catalogue: Catalogue) -> None:
+    """Run now and then every interval; a failed run is retried under the reconnect policy.
+
+    A database the catalogue does not cover (CatalogueError) is no failure to retry: it ends the serve loop.
+    """
+    stopping = stop_on_signals()
+
+    async def apply_policies(conn: asyncpg.Connection) -> None:
+        removals = await run_retention(conn, catalogue, now=dt.datetime.now(dt.UTC), stopping=stopping)
+        log.info("retention: %d rows removed", sum(removal.rows for removal in removals))
+
+    log.info("retention: running every %.0f s", settings.retention_interval_s)
+    await serve_with_reconnect(
+        apply_policies,
+        settings=settings,
+        interval_s=settings.retention_interval_s,
+        stopping=stopping,
+        name="retention",
+    )
 
 
 def _timestamp(text: str) -> dt.datetime:

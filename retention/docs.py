@@ -38,7 +38,7 @@ def render_privacy_doc(catalogue: Catalogue) -> str:
     lines = [
         "# Data categories and their retention",
         "",
-        "<!-- Generated from retention/policies.toml by `thuis retention docs --write`; do not edit. -->",
+        "<!-- Generated from thuis/policies.toml by `thuis retention docs --write`; do not edit. -->",
         "",
         "Every table of the database belongs to one of these categories, or holds no personal data",
         "(listed at the end); `thuis retention check` and the tests refuse a database where that is not so,",

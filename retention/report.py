@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
-import psycopg
-from psycopg import sql
-
-from thuis.catalogue import MEASURED_FROM, Catalogue, Category
+from retention import queries
+from thuis.catalogue import MEASURED_FROM, Catalogue, Category, Schema, check_schema
+from thuis.db import Connection
 
 LAST_RUNS = 3
-OLDEST_CHUNK_END = """
-SELECT min(range_end) FROM timescaledb_information.chunks
-WHERE hypertable_schema = 'public' AND hypertable_name = %s
-"""
-RECENT_RUNS = """
-SELECT r.clock, c.table_name, c.cutoff, c.chunks_dropped, c.rows_removed, c.seconds
-FROM retention_run_categories c JOIN retention_runs r USING (run_id)
-WHERE c.category = %s
-ORDER BY r.run_id DESC, c.table_name
-LIMIT %s
-"""
 
 
 @dataclass(frozen=True)
@@ -46,31 +33,29 @@ class CategoryReport:
     runs: list[RunLine]
 
 
-def build_report(conn: psycopg.Connection[Any], catalogue: Catalogue) -> list[CategoryReport]:
-    """Collect the report of every category."""
+async def build_report(conn: Connection, catalogue: Catalogue) -> list[CategoryReport]:
+    """Collect the report of every category (of a database the catalogue covers: CatalogueError if not)."""
+    schema = await check_schema(conn, catalogue)
     reports = []
     for category in catalogue.categories:
         oldest: dict[str, dt.datetime | None] = {}
         if category.time_column is not None:
             for table in category.tables:
-                oldest[table] = _oldest(conn, table, category.time_column)
-        runs = [RunLine(*row) for row in conn.execute(RECENT_RUNS, (category.id, LAST_RUNS)).fetchall()]
+                oldest[table] = await _oldest(conn, schema, table, category.time_column)
+        runs = [RunLine(*row) for row in await conn.fetch(queries.RECENT_RUNS, category.id, LAST_RUNS)]
         reports.append(CategoryReport(category, oldest, runs))
     return reports
 
 
-def _oldest(conn: psycopg.Connection[Any], table: str, column: str) -> dt.datetime | None:
+async def _oldest(conn: Connection, schema: Schema, table: str, column: str) -> dt.datetime | None:
     """The oldest value of the time column; on a hypertable, only its oldest chunk is read."""
-    chunk_end = conn.execute(OLDEST_CHUNK_END, (table,)).fetchone()
-    query = sql.SQL("SELECT min({column}) FROM {table}").format(
-        column=sql.Identifier(column), table=sql.Identifier(table)
-    )
-    if chunk_end is not None and chunk_end[0] is not None:
-        query = sql.SQL("{} WHERE {} < %s").format(query, sql.Identifier(column))
-        row = conn.execute(query, (chunk_end[0],)).fetchone()
+    chunk_end = await conn.fetchval(queries.OLDEST_CHUNK_END, table)
+    found: dt.datetime | None
+    if chunk_end is not None:
+        found = await conn.fetchval(queries.oldest_before(schema, table=table, column=column), chunk_end)
     else:
-        row = conn.execute(query).fetchone()
-    return row[0] if row else None
+        found = await conn.fetchval(queries.oldest(schema, table=table, column=column))
+    return found
 
 
 def render_report(reports: list[CategoryReport], *, now: dt.datetime) -> str:

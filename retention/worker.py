@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
-import psycopg
-from psycopg import sql
+import asyncpg
 
-from thuis.catalogue import Catalogue, Category, check_schema
+from retention import queries
+from thuis.catalogue import Catalogue, Category, Schema, check_schema
+from thuis.db import Connection
 
 log = logging.getLogger(__name__)
 
 DELETE_BATCH_ROWS = 5000
-# A retention DELETE never waits long for a lock the ingest holds: it gives way and tries the next batch.
-LOCK_TIMEOUT = "2s"
-HYPERTABLE_CHUNK_INTERVAL = """
-SELECT d.time_interval FROM timescaledb_information.dimensions d
-WHERE d.hypertable_schema = 'public' AND d.hypertable_name = %s AND d.dimension_number = 1
-"""
-EXPIRED_CHUNKS = """
-SELECT count(*) FROM timescaledb_information.chunks
-WHERE hypertable_schema = 'public' AND hypertable_name = %s AND range_end <= %s
-"""
 
 
 @dataclass(frozen=True)
@@ -56,72 +47,86 @@ def cutoff_for(category: Category, table_is_hypertable: bool, now: dt.datetime) 
     return cutoff
 
 
-def run_retention(
-    conn: psycopg.Connection[Any], catalogue: Catalogue, *, now: dt.datetime, dry_run: bool = False
+async def run_retention(
+    conn: Connection,
+    catalogue: Catalogue,
+    *,
+    now: dt.datetime,
+    dry_run: bool = False,
+    stopping: asyncio.Event | None = None,
 ) -> list[Removal]:
-    """Apply every policy with a limited period once; record the run unless it is a dry run."""
-    check_schema(conn, catalogue)
+    """Apply every policy with a limited period once; record the run unless it is a dry run.
+
+    Once `stopping` is set, the run stops after the table (or the batch of deleted rows) in hand and records
+    what it did remove, so that nothing is removed without a record.
+    """
+    schema = await check_schema(conn, catalogue)
     started = dt.datetime.now(dt.UTC)
     removals = []
-    for category in catalogue.categories:
-        if category.keep is None or category.time_column is None:
-            continue
-        for table in category.tables:
-            removals.append(_apply(conn, category, table, category.time_column, now=now, dry_run=dry_run))
+    for category, table in _limited_tables(catalogue):
+        if stopping is not None and stopping.is_set():
+            log.info("retention: stopping before %s.%s", category.id, table)
+            break
+        removals.append(
+            await _apply(conn, schema, category, table, now=now, dry_run=dry_run, stopping=stopping)
+        )
     if not dry_run:
-        with conn.transaction():
-            run = conn.execute(
-                "INSERT INTO retention_runs (started_at, finished_at, clock) VALUES (%s, now(), %s) "
-                "RETURNING run_id",
-                (started, now),
-            ).fetchone()
-            if run is None:
-                raise RuntimeError("INSERT ... RETURNING returned nothing")
-            for removal in removals:
-                conn.execute(
-                    "INSERT INTO retention_run_categories (run_id, category, table_name, cutoff, method, "
-                    "chunks_dropped, rows_removed, seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    (
-                        run[0],
-                        removal.category,
-                        removal.table,
-                        removal.cutoff,
-                        removal.method,
-                        removal.chunks,
-                        removal.rows,
-                        removal.seconds,
-                    ),
-                )
+        await _record(conn, removals, started=started, now=now)
     return removals
 
 
-def _apply(
-    conn: psycopg.Connection[Any],
+def _limited_tables(catalogue: Catalogue) -> list[tuple[Category, str]]:
+    return [
+        (category, table)
+        for category in catalogue.categories
+        if category.keep is not None and category.time_column is not None
+        for table in category.tables
+    ]
+
+
+async def _record(
+    conn: Connection, removals: list[Removal], *, started: dt.datetime, now: dt.datetime
+) -> None:
+    async with conn.transaction():
+        run_id = await conn.fetchval(queries.INSERT_RUN, started, now)
+        await conn.executemany(
+            queries.INSERT_RUN_CATEGORY,
+            [
+                (run_id, r.category, r.table, r.cutoff, r.method, r.chunks, r.rows, r.seconds)
+                for r in removals
+            ],
+        )
+
+
+async def _apply(
+    conn: Connection,
+    schema: Schema,
     category: Category,
     table: str,
-    column: str,
     *,
     now: dt.datetime,
     dry_run: bool,
+    stopping: asyncio.Event | None,
 ) -> Removal:
     started = time.perf_counter()
-    hypertable = conn.execute(HYPERTABLE_CHUNK_INTERVAL, (table,)).fetchone() is not None
+    column = category.time_column
+    if column is None:
+        raise ValueError(f"category {category.id} names no time column")
+    hypertable = table in schema.chunk_intervals
     cutoff = cutoff_for(category, hypertable, now)
-    older = sql.SQL("SELECT count(*) FROM {} WHERE {} < %s").format(
-        sql.Identifier(table), sql.Identifier(column)
-    )
+    older = queries.count_older(schema, table=table, column=column)
     if hypertable:
-        with conn.transaction():
-            rows = _count(conn, older, cutoff)
-            chunks = _count(conn, sql.SQL(EXPIRED_CHUNKS), table, cutoff)
+        async with conn.transaction():
+            rows = int(await conn.fetchval(older, cutoff))
+            chunks = int(await conn.fetchval(queries.EXPIRED_CHUNKS, table, cutoff))
             if not dry_run and chunks:
-                dropped = conn.execute(
-                    "SELECT retention_drop_chunks(%s::regclass, %s)", (table, cutoff)
-                ).fetchone()
-                chunks = dropped[0] if dropped else 0
+                chunks = int(await conn.fetchval(queries.DROP_EXPIRED_CHUNKS, table, cutoff) or 0)
         method = "drop_chunks"
     else:
-        rows = _count(conn, older, cutoff) if dry_run else _delete_in_batches(conn, table, column, cutoff)
+        if dry_run:
+            rows = int(await conn.fetchval(older, cutoff))
+        else:
+            rows = await _delete_in_batches(conn, schema, table, column, cutoff, stopping=stopping)
         chunks, method = 0, "delete"
     removal = Removal(category.id, table, method, cutoff, chunks, rows, time.perf_counter() - started)
     log.info(
@@ -138,38 +143,41 @@ def _apply(
     return removal
 
 
-def _count(conn: psycopg.Connection[Any], query: sql.SQL | sql.Composed, *params: object) -> int:
-    row = conn.execute(query, params).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _delete_in_batches(conn: psycopg.Connection[Any], table: str, column: str, cutoff: dt.datetime) -> int:
+async def _delete_in_batches(
+    conn: Connection,
+    schema: Schema,
+    table: str,
+    column: str,
+    cutoff: dt.datetime,
+    *,
+    stopping: asyncio.Event | None,
+) -> int:
     """Delete expired rows a batch at a time, each batch its own short transaction."""
-    key = _primary_key(conn, table)
-    statement = sql.SQL(
-        "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {column} < %s LIMIT %s)"
-    ).format(table=sql.Identifier(table), key=sql.Identifier(key), column=sql.Identifier(column))
+    key = await _primary_key(conn, table)
+    statement = queries.delete_older_batch(schema, table=table, key=key, column=column)
     removed = 0
     while True:
         try:
-            with conn.transaction():
-                conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
-                deleted = conn.execute(statement, (cutoff, DELETE_BATCH_ROWS)).rowcount
-        except psycopg.errors.LockNotAvailable:
+            async with conn.transaction():
+                await conn.execute(queries.SET_LOCK_TIMEOUT)
+                status = await conn.execute(statement, cutoff, DELETE_BATCH_ROWS)
+        except asyncpg.LockNotAvailableError:
             # The ingest holds one of these rows right now; the next run takes the rest.
-            log.warning("%s: a row was locked for %s; leaving the rest for the next run", table, LOCK_TIMEOUT)
+            log.warning(
+                "%s: a row was locked for %s; leaving the rest for the next run", table, queries.LOCK_TIMEOUT
+            )
             return removed
+        deleted = int(status.rsplit(" ", 1)[1])  # "DELETE 5000"
         removed += deleted
         if deleted < DELETE_BATCH_ROWS:
             return removed
+        if stopping is not None and stopping.is_set():
+            log.info("%s: stopping; the next run removes the rest", table)
+            return removed
 
 
-def _primary_key(conn: psycopg.Connection[Any], table: str) -> str:
-    row = conn.execute(
-        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
-        "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass AND i.indisprimary",
-        (table,),
-    ).fetchall()
-    if len(row) != 1:
+async def _primary_key(conn: Connection, table: str) -> str:
+    columns = await conn.fetch(queries.PRIMARY_KEY_COLUMNS, table)
+    if len(columns) != 1:
         raise ValueError(f"table {table} needs a one-column primary key for batched deletes")
-    return str(row[0][0])
+    return str(columns[0][0])

@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
-import os
-import signal
 import sys
-import threading
 
-import psycopg
+import asyncpg
 
-from rollup.worker import BATCH_HOURS, count_pending, drain_pending
+from rollup.settings import RollupSettings
+from rollup.worker import Recheck, count_pending, drain_pending
+from thuis.backoff import DATABASE_ERRORS, SettingsError, serve_with_reconnect, stop_on_signals
 
 log = logging.getLogger(__name__)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add `run` and `serve`."""
+    parser.epilog = (
+        "Configured by environment variables: THUIS_DATABASE_URL (required), THUIS_ROLLUP_INTERVAL_S, "
+        "THUIS_ROLLUP_BATCH_HOURS, THUIS_RECONNECT_INITIAL_S, THUIS_RECONNECT_MAX_S, "
+        "THUIS_RECONNECT_MULTIPLIER; the options below override them."
+    )
     actions = parser.add_subparsers(dest="rollup_action", metavar="ACTION", required=True)
     run_ = actions.add_parser("run", help="roll up every pending hour once, then exit")
     serve = actions.add_parser("serve", help="roll up pending hours on a schedule until SIGTERM")
     serve.add_argument(
-        "--interval-s", type=float, default=5.0, help="seconds between runs (default: %(default)s)"
+        "--interval-s", type=float, help="seconds between runs (default: THUIS_ROLLUP_INTERVAL_S)"
     )
     for action in (run_, serve):
         action.add_argument(
@@ -31,59 +36,67 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action.add_argument(
             "--batch-hours",
             type=int,
-            default=BATCH_HOURS,
-            help="(device, hour) pairs per transaction (default: %(default)s)",
+            help="(device, hour) pairs per transaction (default: THUIS_ROLLUP_BATCH_HOURS)",
         )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run once or serve; exit 2 without a database URL."""
-    url = args.database_url or os.environ.get("THUIS_DATABASE_URL")
-    if not url:
-        print("thuis rollup: set THUIS_DATABASE_URL or pass --database-url", file=sys.stderr)  # noqa: T201
-        return 2
-    if args.rollup_action == "run":
-        with psycopg.connect(url, autocommit=True) as conn:
-            result = drain_pending(conn, batch_hours=args.batch_hours)
-            print(  # noqa: T201 - the command's output
-                f"rolled up {result.hours} hours in {result.batches} batches: {result.hourly_rows} hourly "
-                f"and {result.daily_rows} daily rows in {result.seconds:.2f} s "
-                f"({result.hours_rolled_up_again} hours again after writers in flight); "
-                f"{count_pending(conn)} pending"
-            )
-        return 0
-    return _serve(url, interval_s=args.interval_s, batch_hours=args.batch_hours)
-
-
-def _serve(url: str, *, interval_s: float, batch_hours: int) -> int:
-    """Drain now and then every interval; a failed run is logged and tried again at the next turn."""
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
-    log.info("rollup: running every %.1f s", interval_s)
-    conn: psycopg.Connection[tuple[object, ...]] | None = None
+    """Run once or serve; exit 2 when the settings are refused, 1 when the database fails a single run."""
     try:
-        while not stopping.is_set():
-            try:
-                if conn is None or conn.closed:
-                    conn = psycopg.connect(url, autocommit=True)
-                result = drain_pending(conn, batch_hours=batch_hours, stopping=stopping)
-                if result.hours:
-                    log.info(
-                        "rollup: %d hours, %d hourly and %d daily rows in %.2f s",
-                        result.hours,
-                        result.hourly_rows,
-                        result.daily_rows,
-                        result.seconds,
-                    )
-            except psycopg.Error as err:
-                log.warning("rollup run failed (%s); trying again in %.1f s", err, interval_s)
-                if conn is not None:
-                    conn.close()
-                conn = None
-            stopping.wait(interval_s)
-    finally:
-        if conn is not None:
-            conn.close()
-    log.info("rollup: stopped")
+        settings = RollupSettings.load(
+            database_url=args.database_url,
+            rollup_batch_hours=args.batch_hours,
+            rollup_interval_s=getattr(args, "interval_s", None),
+        )
+    except SettingsError as err:
+        print(f"thuis rollup: {err}", file=sys.stderr)  # noqa: T201
+        return 2
+    if args.rollup_action == "serve":
+        asyncio.run(_serve(settings))
+        return 0
+    try:
+        asyncio.run(_run_once(settings))
+    except DATABASE_ERRORS as err:
+        print(f"thuis rollup: the database failed: {err}", file=sys.stderr)  # noqa: T201
+        return 1
     return 0
+
+
+async def _run_once(settings: RollupSettings) -> None:
+    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    try:
+        result = await drain_pending(conn, batch_hours=settings.rollup_batch_hours)
+        print(  # noqa: T201 - the command's output
+            f"rolled up {result.hours} hours in {result.batches} batches: {result.hourly_rows} hourly "
+            f"and {result.daily_rows} daily rows in {result.seconds:.2f} s "
+            f"({result.hours_rolled_up_again} hours again after writers in flight); "
+            f"{await count_pending(conn)} pending"
+        )
+    finally:
+        await conn.close()
+
+
+async def _serve(settings: RollupSettings) -> None:
+    """Drain now and then every interval; a failed run is retried under the reconnect policy."""
+    stopping = stop_on_signals()
+    # Hours of committed batches still to be rolled up again outlive a failed run (see Recheck).
+    recheck = Recheck()
+
+    async def drain(conn: asyncpg.Connection) -> None:
+        result = await drain_pending(
+            conn, batch_hours=settings.rollup_batch_hours, stopping=stopping, recheck=recheck
+        )
+        if result.hours or result.hours_rolled_up_again:
+            log.info(
+                "rollup: %d hours, %d hourly and %d daily rows in %.2f s (%d hours again)",
+                result.hours,
+                result.hourly_rows,
+                result.daily_rows,
+                result.seconds,
+                result.hours_rolled_up_again,
+            )
+
+    log.info("rollup: running every %.1f s", settings.rollup_interval_s)
+    await serve_with_reconnect(
+        drain, settings=settings, interval_s=settings.rollup_interval_s, stopping=stopping, name="rollup"
+    )

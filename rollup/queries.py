@@ -1,4 +1,4 @@
-"""Every SQL statement the rollup worker runs. Values are always bound, never formatted in."""
+"""Every SQL statement the rollup worker runs. Values are always bound ($1, $2, ...), never formatted in."""
 
 # One worker at a time: two workers recomputing hours of the same day at once could each write the day
 # from hourly rows the other has not committed yet.
@@ -14,7 +14,7 @@ NO_JIT = "SET LOCAL jit = off"
 TAKE_PENDING_HOURS = """
 DELETE FROM energy_rollup_pending AS p
 USING (SELECT device_id, hour FROM energy_rollup_pending
-       ORDER BY device_id, hour LIMIT %(batch_hours)s) AS taken
+       ORDER BY device_id, hour LIMIT $1) AS taken
 WHERE p.device_id = taken.device_id AND p.hour = taken.hour
 RETURNING p.device_id, p.hour
 """
@@ -27,14 +27,15 @@ CURRENT_SNAPSHOT = "SELECT pg_current_snapshot()::text, pg_current_xact_id()::te
 NEXT_TRANSACTION_ID = "SELECT pg_current_xact_id()::text"
 
 WRITERS_STILL_RUNNING = """
-SELECT count(*) FROM unnest(%(xids)s::text[]) AS xid WHERE pg_xact_status(xid::xid8) = 'in progress'
+SELECT count(*) FROM unnest($1::text[]) AS xid WHERE pg_xact_status(xid::xid8) = 'in progress'
 """
 
 # Each (device, hour) is read metric by metric as one exact range of the readings' unique index
 # (device_id, metric, measured_at); LATERAL keeps it a nested loop with runtime chunk exclusion.
+# $1 devices, $2 hours (the changed pairs, element by element), $3 the energy metrics; UPSERT_DAILY alike.
 UPSERT_HOURLY = """
 WITH changed AS (
-    SELECT DISTINCT device_id, hour FROM unnest(%(devices)s::bigint[], %(hours)s::timestamptz[])
+    SELECT DISTINCT device_id, hour FROM unnest($1::bigint[], $2::timestamptz[])
         AS c(device_id, hour)
 )
 INSERT INTO energy_hourly AS h (device_id, metric, hour, site_id, samples, mean_value, min_value, max_value,
@@ -47,7 +48,7 @@ CROSS JOIN LATERAL (
            avg(r.value) AS mean_value, min(r.value) AS min_value, max(r.value) AS max_value,
            last(r.value, r.measured_at) AS last_value, max(r.measured_at) AS last_at
     FROM energy_readings AS r
-    WHERE r.device_id = c.device_id AND r.metric = ANY(%(metrics)s::text[])
+    WHERE r.device_id = c.device_id AND r.metric = ANY($3::text[])
       AND r.measured_at >= c.hour AND r.measured_at < c.hour + interval '1 hour'
     GROUP BY r.metric
 ) AS s
@@ -63,14 +64,14 @@ SET site_id = EXCLUDED.site_id, samples = EXCLUDED.samples, mean_value = EXCLUDE
 # straddles two days, so those days are computed from the readings.
 UPSERT_DAILY = """
 WITH changed AS (
-    SELECT DISTINCT device_id, hour FROM unnest(%(devices)s::bigint[], %(hours)s::timestamptz[])
+    SELECT DISTINCT device_id, hour FROM unnest($1::bigint[], $2::timestamptz[])
         AS c(device_id, hour)
 ), days AS (
     SELECT DISTINCT c.device_id, s.time_zone, d.day
     FROM changed AS c
     CROSS JOIN LATERAL (
         SELECT h.site_id FROM energy_hourly AS h
-        WHERE h.device_id = c.device_id AND h.metric = ANY(%(metrics)s::text[]) AND h.hour = c.hour
+        WHERE h.device_id = c.device_id AND h.metric = ANY($3::text[]) AND h.hour = c.hour
         ORDER BY h.last_at DESC LIMIT 1
     ) AS hs
     JOIN sites AS s ON s.site_id = hs.site_id
@@ -95,7 +96,7 @@ WITH changed AS (
                max(h.max_value) AS max_value, last(h.last_value, h.hour) AS last_value,
                max(h.last_at) AS last_at
         FROM energy_hourly AS h
-        WHERE b.whole_hours AND h.device_id = b.device_id AND h.metric = ANY(%(metrics)s::text[])
+        WHERE b.whole_hours AND h.device_id = b.device_id AND h.metric = ANY($3::text[])
           AND h.hour >= b.day_start AND h.hour < b.day_end
         GROUP BY h.metric
     ) AS s
@@ -108,7 +109,7 @@ WITH changed AS (
                avg(r.value) AS mean_value, min(r.value) AS min_value, max(r.value) AS max_value,
                last(r.value, r.measured_at) AS last_value, max(r.measured_at) AS last_at
         FROM energy_readings AS r
-        WHERE NOT b.whole_hours AND r.device_id = b.device_id AND r.metric = ANY(%(metrics)s::text[])
+        WHERE NOT b.whole_hours AND r.device_id = b.device_id AND r.metric = ANY($3::text[])
           AND r.measured_at >= b.day_start AND r.measured_at < b.day_end
         GROUP BY r.metric
     ) AS s

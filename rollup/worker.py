@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
-import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
-import psycopg
+import asyncpg
 
 from rollup import queries
+from thuis.db import Connection
 from thuis.metrics import energy_metrics
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,6 @@ BATCH_HOURS = 500
 # anyway; a transaction that runs longer than this (a bulk load) is logged.
 SETTLE_TIMEOUT_S = 60.0
 SETTLE_POLL_S = 0.02
-
-Connection = psycopg.Connection[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,24 +49,37 @@ class RollupRun:
     seconds: float = 0.0
 
 
-def roll_up_batch(conn: Connection, *, batch_hours: int = BATCH_HOURS) -> Batch:
+@dataclass
+class Recheck:
+    """Hours of committed batches still to be rolled up again, and the writers to wait for first.
+
+    Their marks are gone with the batches that took them, so this is the only record that they are due: a
+    serve loop keeps one across its runs, so that a run that fails (the connection lost while it waited
+    for the writers) leaves them to the next run instead of losing them.
+    """
+
+    pairs: dict[tuple[int, dt.datetime], None] = field(default_factory=dict)  # insertion-ordered set
+    writers: set[str] = field(default_factory=set)
+
+
+async def roll_up_batch(conn: Connection, *, batch_hours: int = BATCH_HOURS) -> Batch:
     """Take up to `batch_hours` pending hours and recompute their hourly and daily rows, in one transaction.
 
     If anything fails before the commit, the pending rows come back with the rollback. The connection must
-    be in autocommit mode.
+    not be in a transaction already.
     """
     metrics = list(energy_metrics())
-    with conn.transaction():
-        conn.execute(queries.LOCK_ROLLUP)
-        conn.execute(queries.NO_JIT)
-        taken = conn.execute(queries.TAKE_PENDING_HOURS, {"batch_hours": batch_hours}).fetchall()
+    async with conn.transaction():
+        await conn.execute(queries.LOCK_ROLLUP)
+        await conn.execute(queries.NO_JIT)
+        taken = await conn.fetch(queries.TAKE_PENDING_HOURS, batch_hours)
         if not taken:
             return Batch([], [], 0, 0, [])
         devices = [row[0] for row in taken]
         hours = [row[1] for row in taken]
-        snapshot, own_xid = _row(conn.execute(queries.CURRENT_SNAPSHOT).fetchone())
-        hourly, daily = _recompute(conn, devices=devices, hours=hours, metrics=metrics)
-    next_xid = int(_row(conn.execute(queries.NEXT_TRANSACTION_ID).fetchone())[0])
+        snapshot, own_xid = _row(await conn.fetchrow(queries.CURRENT_SNAPSHOT))
+        hourly, daily = await _recompute(conn, devices=devices, hours=hours, metrics=metrics)
+    next_xid = int(await conn.fetchval(queries.NEXT_TRANSACTION_ID))
     return Batch(devices, hours, hourly, daily, _writers_in_flight(snapshot, int(own_xid), next_xid))
 
 
@@ -79,36 +90,37 @@ def _writers_in_flight(snapshot: str, own_xid: int, next_xid: int) -> list[str]:
     return [str(xid) for xid in sorted(candidates - {own_xid})]
 
 
-def recompute_hours(conn: Connection, *, devices: Sequence[int], hours: Sequence[dt.datetime]) -> int:
+async def recompute_hours(conn: Connection, *, devices: Sequence[int], hours: Sequence[dt.datetime]) -> int:
     """Recompute the hourly and daily rows of the given (device, hour) pairs without touching pending."""
     metrics = list(energy_metrics())
-    with conn.transaction():
-        conn.execute(queries.LOCK_ROLLUP)
-        conn.execute(queries.NO_JIT)
-        hourly, _ = _recompute(conn, devices=devices, hours=hours, metrics=metrics)
+    async with conn.transaction():
+        await conn.execute(queries.LOCK_ROLLUP)
+        await conn.execute(queries.NO_JIT)
+        hourly, _ = await _recompute(conn, devices=devices, hours=hours, metrics=metrics)
     return hourly
 
 
-def drain_pending(
+async def drain_pending(
     conn: Connection,
     *,
     batch_hours: int = BATCH_HOURS,
     settle_timeout_s: float = SETTLE_TIMEOUT_S,
-    stopping: threading.Event | None = None,
+    stopping: asyncio.Event | None = None,
+    recheck: Recheck | None = None,
 ) -> RollupRun:
     """Roll up everything pending, batch by batch, then roll up again the hours writers may have missed.
 
     The ingest marks an hour with `ON CONFLICT DO NOTHING`: a writer that finds the hour already marked
     leaves no trace on the mark, so a batch that takes that mark while the writer is still running cannot see
     its readings. Every writer running when a batch was taken is therefore waited for (without holding any
-    lock the ingest could wait on), and those batches' hours are recomputed once they have ended.
+    lock the ingest could wait on), and those batches' hours are recomputed once they have ended. Pass a
+    `recheck` kept across runs to have the hours of a failed run rolled up again by the next one.
     """
     run = RollupRun()
-    recheck: dict[tuple[int, dt.datetime], None] = {}  # insertion-ordered set
-    writers: set[str] = set()
+    recheck = Recheck() if recheck is None else recheck
     started = time.perf_counter()
     while stopping is None or not stopping.is_set():
-        batch = roll_up_batch(conn, batch_hours=batch_hours)
+        batch = await roll_up_batch(conn, batch_hours=batch_hours)
         if not batch.devices:
             break
         run.batches += 1
@@ -116,49 +128,60 @@ def drain_pending(
         run.hourly_rows += batch.hourly_rows
         run.daily_rows += batch.daily_rows
         if batch.writers_in_flight:
-            recheck.update(dict.fromkeys(zip(batch.devices, batch.hours, strict=True)))
-            writers.update(batch.writers_in_flight)
-    if recheck:
-        _wait_for_writers(conn, sorted(writers), timeout_s=settle_timeout_s)
-        pairs = list(recheck)
-        for start in range(0, len(pairs), batch_hours):
-            chunk = pairs[start : start + batch_hours]
-            recompute_hours(conn, devices=[device for device, _ in chunk], hours=[hour for _, hour in chunk])
-        run.hours_rolled_up_again = len(pairs)
+            recheck.pairs.update(dict.fromkeys(zip(batch.devices, batch.hours, strict=True)))
+            recheck.writers.update(batch.writers_in_flight)
+    if recheck.pairs:
+        run.hours_rolled_up_again = await _roll_up_again(conn, recheck, batch_hours, settle_timeout_s)
     run.seconds = time.perf_counter() - started
     return run
 
 
-def count_pending(conn: Connection) -> int:
+async def _roll_up_again(conn: Connection, recheck: Recheck, batch_hours: int, timeout_s: float) -> int:
+    """Wait for the writers, then recompute the hours to check; forget each chunk once it committed."""
+    await _wait_for_writers(conn, sorted(recheck.writers), timeout_s=timeout_s)
+    recheck.writers.clear()
+    pairs = list(recheck.pairs)
+    for start in range(0, len(pairs), batch_hours):
+        chunk = pairs[start : start + batch_hours]
+        await recompute_hours(
+            conn, devices=[device for device, _ in chunk], hours=[hour for _, hour in chunk]
+        )
+        for pair in chunk:
+            del recheck.pairs[pair]
+    return len(pairs)
+
+
+async def count_pending(conn: Connection) -> int:
     """Return how many (device, hour) pairs wait to be rolled up."""
-    return int(_scalar(conn.execute(queries.COUNT_PENDING_HOURS).fetchone()))
+    return int(await conn.fetchval(queries.COUNT_PENDING_HOURS))
 
 
-def _recompute(
+async def _recompute(
     conn: Connection, *, devices: Sequence[int], hours: Sequence[dt.datetime], metrics: list[str]
 ) -> tuple[int, int]:
-    params = {"devices": list(devices), "hours": list(hours), "metrics": metrics}
-    hourly = conn.execute(queries.UPSERT_HOURLY, params).rowcount
-    daily = conn.execute(queries.UPSERT_DAILY, params).rowcount
+    arguments = (list(devices), list(hours), metrics)
+    hourly = _rows_affected(await conn.execute(queries.UPSERT_HOURLY, *arguments))
+    daily = _rows_affected(await conn.execute(queries.UPSERT_DAILY, *arguments))
     return hourly, daily
 
 
-def _wait_for_writers(conn: Connection, xids: list[str], *, timeout_s: float) -> None:
+async def _wait_for_writers(conn: Connection, xids: list[str], *, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while _scalar(conn.execute(queries.WRITERS_STILL_RUNNING, {"xids": xids}).fetchone()):
+    while await conn.fetchval(queries.WRITERS_STILL_RUNNING, xids):
         if time.monotonic() > deadline:
             log.warning(
                 "rollup: writers still running after %.0f s; rolling their hours up again now", timeout_s
             )
             return
-        time.sleep(SETTLE_POLL_S)
+        await asyncio.sleep(SETTLE_POLL_S)
 
 
-def _row(row: tuple[Any, ...] | None) -> tuple[Any, ...]:
+def _rows_affected(status: str) -> int:
+    """Return the row count of a command tag such as "INSERT 0 12"."""
+    return int(status.rsplit(" ", 1)[1])
+
+
+def _row(row: asyncpg.Record | None) -> asyncpg.Record:
     if row is None:
         raise RuntimeError("the statement returned no row")
     return row
-
-
-def _scalar(row: tuple[Any, ...] | None) -> Any:
-    return _row(row)[0]

@@ -1,4 +1,4 @@
-"""The catalogue of data categories (retention/policies.toml): loaded, checked, held against the schema."""
+"""The catalogue of data categories (thuis/policies.toml): loaded, checked, held against the schema."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
+from thuis.db import Connection
 
 CATALOGUE_FILE = Path(__file__).resolve().parent / "policies.toml"
 MEASURED_FROM = {
@@ -43,19 +43,20 @@ _FIELDS = {
     "on_erasure",
 }
 _REQUIRED = _FIELDS - {"time_column", "on_erasure"}
-# Tables of the database that are TimescaleDB's or PostgreSQL's own, not Thuis's.
-TABLES_IN_SCHEMA = """
-SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+# The tables of the public schema (TimescaleDB's own live in other schemas) with their columns, and the
+# chunk interval of those that are hypertables: all check_schema needs, in two statements.
+COLUMNS_IN_SCHEMA = """
+SELECT c.relname, array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attnum > 0)
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+GROUP BY c.relname
 ORDER BY 1
 """
-CHUNK_INTERVAL = """
-SELECT time_interval FROM timescaledb_information.dimensions
-WHERE hypertable_schema = 'public' AND hypertable_name = %s AND dimension_number = 1
-"""
-COLUMNS_OF_TABLE = """
-SELECT a.attname FROM pg_attribute a
-WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+CHUNK_INTERVALS = """
+SELECT hypertable_name::text, time_interval FROM timescaledb_information.dimensions
+WHERE hypertable_schema = 'public' AND dimension_number = 1
 """
 
 
@@ -252,42 +253,70 @@ def _cross_checks(categories: list[Category], not_personal: dict[str, str]) -> l
     return problems
 
 
-def check_schema(conn: psycopg.Connection[Any], catalogue: Catalogue) -> None:
-    """Refuse a database whose tables and the catalogue disagree; raise CatalogueError listing each."""
-    tables = {row[0] for row in conn.execute(TABLES_IN_SCHEMA)}
+@dataclass(frozen=True)
+class Schema:
+    """The public schema as pg_catalog lists it: each table with its columns, and the hypertables' chunks."""
+
+    columns: dict[str, frozenset[str]]  # table -> its columns
+    chunk_intervals: dict[str, dt.timedelta | None]  # hypertable -> the interval of its time dimension
+
+    @property
+    def tables(self) -> frozenset[str]:
+        """Return the name of every table."""
+        return frozenset(self.columns)
+
+
+async def read_schema(conn: Connection) -> Schema:
+    """Read the tables, their columns and the hypertables' chunk intervals of the public schema."""
+    columns = {row[0]: frozenset(row[1] or ()) for row in await conn.fetch(COLUMNS_IN_SCHEMA)}
+    intervals = {row[0]: row[1] for row in await conn.fetch(CHUNK_INTERVALS)}
+    return Schema(columns, intervals)
+
+
+async def check_schema(conn: Connection, catalogue: Catalogue) -> Schema:
+    """Return the schema, or refuse one the catalogue disagrees with: CatalogueError lists each problem."""
+    schema = await read_schema(conn)
     problems = [
-        f"table {table!r} belongs to no data category (add it to retention/policies.toml, or to "
+        f"table {table!r} belongs to no data category (add it to thuis/policies.toml, or to "
         "[not_personal] if it holds no personal data)"
-        for table in sorted(tables)
+        for table in sorted(schema.tables)
         if catalogue.category_of(table) is None and table not in catalogue.not_personal
     ]
     for category in catalogue.categories:
-        for table in category.tables:
-            if table not in tables:
-                problems.append(f"category {category.id!r} names table {table!r}, which does not exist")
-                continue
-            interval = conn.execute(CHUNK_INTERVAL, (table,)).fetchone()
-            if interval is not None and category.keep is not None and interval[0] != dt.timedelta(days=1):
-                problems.append(
-                    f"category {category.id!r}: hypertable {table!r} has chunks of {_span(interval[0])}, "
-                    "but retention is exact to the day only with chunks of one day"
-                )
-            if category.time_column is not None:
-                columns = {row[0] for row in conn.execute(COLUMNS_OF_TABLE, (table,))}
-                if category.time_column not in columns:
-                    problems.append(
-                        f"category {category.id!r}: table {table!r} has no column {category.time_column!r}"
-                    )
+        problems += _category_problems(category, schema)
     problems += [
         f"[not_personal] names table {table!r}, which does not exist"
         for table in sorted(catalogue.not_personal)
-        if table not in tables
+        if table not in schema.tables
     ]
     if problems:
         raise CatalogueError(problems)
+    return schema
 
 
-def _span(interval: dt.timedelta) -> str:
+def _category_problems(category: Category, schema: Schema) -> list[str]:
+    problems = []
+    for table in category.tables:
+        if table not in schema.tables:
+            problems.append(f"category {category.id!r} names table {table!r}, which does not exist")
+            continue
+        if table in schema.chunk_intervals and category.keep is not None:
+            interval = schema.chunk_intervals[table]
+            if interval != dt.timedelta(days=1):
+                problems.append(
+                    f"category {category.id!r}: hypertable {table!r} has chunks of {_span(interval)}, "
+                    "but retention is exact to the day only with chunks of one day"
+                )
+        if category.time_column is not None and category.time_column not in schema.columns[table]:
+            problems.append(
+                f"category {category.id!r}: table {table!r} has no column {category.time_column!r}"
+            )
+    return problems
+
+
+def _span(interval: dt.timedelta | None) -> str:
+    if interval is None:
+        return "a dimension that is not time"
     if interval % dt.timedelta(days=1):
         return str(interval)
     return f"{interval.days} day{'s' * (interval.days != 1)}"

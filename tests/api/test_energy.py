@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import asyncpg
 import psycopg
 
 from rollup.worker import drain_pending
@@ -44,8 +45,15 @@ def seed(database: Database, site_id: int) -> None:
             "INSERT INTO energy_rollup_pending (device_id, hour) SELECT DISTINCT device_id, "
             "date_trunc('hour', measured_at) FROM energy_readings ON CONFLICT DO NOTHING"
         )
-    with psycopg.connect(database.rollup_url, autocommit=True) as conn:
-        drain_pending(conn)
+    asyncio.run(roll_up(database))  # seed runs in a thread of its own
+
+
+async def roll_up(database: Database) -> None:
+    conn = await asyncpg.connect(database.rollup_url)
+    try:
+        await drain_pending(conn)
+    finally:
+        await conn.close()
 
 
 async def test_the_owner_gets_hourly_daily_and_summary_energy_from_the_rollups(database: Database):

@@ -471,7 +471,7 @@ async def test_an_erased_installer_leaves_the_owners_record_of_their_reads_witho
     assert assignment == [(None, True)]
 
 
-def test_when_retention_removes_an_account_its_sites_address_is_shredded_with_its_key(
+async def test_when_retention_removes_an_account_its_sites_address_is_shredded_with_its_key(
     database: Database, households: dict[str, Household]
 ):
     gone = households["gone"]  # the contract ended 8 years ago, so retention removes the account
@@ -488,8 +488,11 @@ def test_when_retention_removes_an_account_its_sites_address_is_shredded_with_it
             sealed,
             gone.site_id,
         )
-    with psycopg.connect(database.retention_url, autocommit=True) as conn:
-        run_retention(conn, load_catalogue(), now=NOW)
+    retention = await asyncpg.connect(database.retention_url)
+    try:
+        await run_retention(retention, load_catalogue(), now=NOW)
+    finally:
+        await retention.close()
     with psycopg.connect(database.owner_url) as conn:
         site = sql(
             conn,

@@ -7,12 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import psycopg
 import pytest
 
 from retention.docs import PRIVACY_DOC, render_privacy_doc
 from tests.fixtures.database import Database
-from thuis.catalogue import CATALOGUE_FILE, CatalogueError, Period, check_schema, load_catalogue
+from thuis.catalogue import (
+    CATALOGUE_FILE,
+    Catalogue,
+    CatalogueError,
+    Period,
+    Schema,
+    check_schema,
+    load_catalogue,
+)
 
 EXPECTED = {
     # category: (kept, legal minimum) as docs/privacy statement and the issue set them
@@ -117,19 +126,29 @@ def test_a_malformed_catalogue_is_refused_with_the_reason(tmp_path: Path, old: s
         load_catalogue(variant(tmp_path, old, new))
 
 
-def test_every_table_of_the_migrated_database_belongs_to_a_category(database: Database):
-    with psycopg.connect(database.owner_url) as conn:
-        check_schema(conn, load_catalogue())
+async def check(database: Database, catalogue: Catalogue) -> Schema:
+    """Hold the test's database against a catalogue, as its owner."""
+    conn = await asyncpg.connect(database.owner_url)
+    try:
+        return await check_schema(conn, catalogue)
+    finally:
+        await conn.close()
 
 
-def test_a_table_that_belongs_to_no_category_is_refused(database: Database):
+async def test_every_table_of_the_migrated_database_belongs_to_a_category(database: Database):
+    schema = await check(database, load_catalogue())
+    assert "energy_readings" in schema.tables
+    assert schema.chunk_intervals["login_events"] == dt.timedelta(days=1)
+
+
+async def test_a_table_that_belongs_to_no_category_is_refused(database: Database):
     with psycopg.connect(database.owner_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE customer_notes (note text)")
-        with pytest.raises(CatalogueError, match="table 'customer_notes' belongs to no data category"):
-            check_schema(conn, load_catalogue())
+    with pytest.raises(CatalogueError, match="table 'customer_notes' belongs to no data category"):
+        await check(database, load_catalogue())
 
 
-def test_a_category_naming_a_missing_table_or_column_is_refused(database: Database, tmp_path: Path):
+async def test_a_category_naming_a_missing_table_or_column_is_refused(database: Database, tmp_path: Path):
     catalogue = load_catalogue(
         variant(
             tmp_path,
@@ -137,11 +156,8 @@ def test_a_category_naming_a_missing_table_or_column_is_refused(database: Databa
             'tables = ["quarantine"]\nmeasured_from = "last_activity"\ntime_column = "last_seen"',
         )
     )
-    with (
-        psycopg.connect(database.owner_url) as conn,
-        pytest.raises(CatalogueError, match="'quarantine' has no column 'last_seen'"),
-    ):
-        check_schema(conn, catalogue)
+    with pytest.raises(CatalogueError, match="'quarantine' has no column 'last_seen'"):
+        await check(database, catalogue)
     catalogue = load_catalogue(
         variant(
             tmp_path,
@@ -149,19 +165,16 @@ def test_a_category_naming_a_missing_table_or_column_is_refused(database: Databa
             'tables = ["billing_contracts"]',
         )
     )
-    with (
-        psycopg.connect(database.owner_url) as conn,
-        pytest.raises(CatalogueError, match="names table 'billing_contracts', which does not exist"),
-    ):
-        check_schema(conn, catalogue)
+    with pytest.raises(CatalogueError, match="names table 'billing_contracts', which does not exist"):
+        await check(database, catalogue)
 
 
-def test_a_hypertable_with_a_limited_period_must_have_one_day_chunks(database: Database):
+async def test_a_hypertable_with_a_limited_period_must_have_one_day_chunks(database: Database):
+    await check(database, load_catalogue())
     with psycopg.connect(database.owner_url, autocommit=True) as conn:
-        check_schema(conn, load_catalogue())
         conn.execute("SELECT set_chunk_time_interval('login_events', INTERVAL '7 days')")
-        with pytest.raises(CatalogueError, match="'login_events' has chunks of 7 days, but retention"):
-            check_schema(conn, load_catalogue())
+    with pytest.raises(CatalogueError, match="'login_events' has chunks of 7 days, but retention"):
+        await check(database, load_catalogue())
 
 
 def test_the_check_command_refuses_an_uncovered_table(database: Database):

@@ -7,7 +7,6 @@ import datetime as dt
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from gateway_sim.fleet import simulate
 from ops.localstack import MosquittoBroker
 from ops.provision import provision
-from retention.worker import run_retention
+from retention.worker import Removal, run_retention
 from tests.fixtures.database import Database
 from tests.fixtures.ingest import IngestProcess
 from tests.support import backfill_arguments, count_readings, expected_rows, run_sim, stored_rows, wait_for
@@ -189,6 +188,15 @@ def seed(database: Database) -> None:
             )
 
 
+async def retention_run(database: Database, *, now: dt.datetime = NOW) -> list[Removal]:
+    """Apply every policy once as the retention role, with the clock at `now`."""
+    conn = await asyncpg.connect(database.retention_url)
+    try:
+        return await run_retention(conn, load_catalogue(), now=now)
+    finally:
+        await conn.close()
+
+
 def snapshot(database: Database) -> dict[str, object]:
     with psycopg.connect(database.owner_url) as conn:
         return {
@@ -207,11 +215,10 @@ def snapshot(database: Database) -> dict[str, object]:
         }
 
 
-def test_a_run_removes_exactly_what_expired_and_records_it(database: Database):
+async def test_a_run_removes_exactly_what_expired_and_records_it(database: Database):
     seed(database)
     before = snapshot(database)
-    with psycopg.connect(database.retention_url, autocommit=True) as conn:
-        removals = {r.category: r for r in run_retention(conn, load_catalogue(), now=NOW)}
+    removals = {r.category: r for r in await retention_run(database)}
     after = snapshot(database)
 
     with psycopg.connect(database.owner_url) as conn:
@@ -288,10 +295,47 @@ def test_a_run_removes_exactly_what_expired_and_records_it(database: Database):
     }
 
     # A second run at the same clock finds nothing more to remove.
-    with psycopg.connect(database.retention_url, autocommit=True) as conn:
-        again = run_retention(conn, load_catalogue(), now=NOW)
+    again = await retention_run(database)
     assert [(r.chunks, r.rows) for r in again] == [(0, 0)] * len(recorded)
     assert snapshot(database) | {"runs": None} == after | {"runs": None}
+
+
+class StopAfter(asyncio.Event):
+    """A stop signal that arrives after the run has asked `checks` times whether to stop."""
+
+    def __init__(self, checks: int) -> None:
+        super().__init__()
+        self.checks = checks
+
+    def is_set(self) -> bool:
+        self.checks -= 1
+        return self.checks < 0
+
+
+async def test_a_run_told_to_stop_records_what_it_removed_and_leaves_the_rest(database: Database):
+    seed(database)
+    before = snapshot(database)
+    conn = await asyncpg.connect(database.retention_url)
+    try:
+        # Told to stop while the first two tables (login events, connectivity events) are in hand.
+        stopped = await run_retention(conn, load_catalogue(), now=NOW, stopping=StopAfter(2))
+    finally:
+        await conn.close()
+    assert [(r.category, r.table) for r in stopped] == [
+        ("login_data", "login_events"),
+        ("gateway_connectivity", "gateway_connectivity_events"),
+    ]
+    assert stopped[1].rows == 40 * 24 + 1 - ((NOW - EVENTS_CUTOFF) // dt.timedelta(hours=1) + 1)
+    with psycopg.connect(database.owner_url) as conn:
+        recorded = conn.execute(
+            "SELECT category, rows_removed FROM retention_run_categories ORDER BY category"
+        ).fetchall()
+        quarantined = conn.execute("SELECT count(*), min(last_received_at) FROM quarantine").fetchone()
+    assert recorded == sorted((r.category, r.rows) for r in stopped)
+    assert quarantined == before["quarantine"]  # not reached: left for the next run
+    rest = await retention_run(database)
+    assert {r.category for r in rest} >= {"quarantine", "login_data"}
+    assert {r.category: r.rows for r in rest}["gateway_connectivity"] == 0
 
 
 # Per table: the time column, the cutoff and (oldest kept, how many kept) after a run at NOW.
@@ -317,10 +361,9 @@ PERIODS = [
 ]
 
 
-def test_each_category_keeps_exactly_its_period(database: Database):
+async def test_each_category_keeps_exactly_its_period(database: Database):
     seed(database)
-    with psycopg.connect(database.retention_url, autocommit=True) as conn:
-        removals = {r.table: r for r in run_retention(conn, load_catalogue(), now=NOW)}
+    removals = {r.table: r for r in await retention_run(database)}
     with psycopg.connect(database.owner_url) as conn:
         for table, column, cutoff, kept in PERIODS:
             assert removals[table].cutoff == cutoff, table
@@ -328,7 +371,7 @@ def test_each_category_keeps_exactly_its_period(database: Database):
             assert oldest_and_count == kept, table
 
 
-def test_a_dry_run_changes_nothing_and_says_what_a_run_would_remove(database: Database):
+async def test_a_dry_run_changes_nothing_and_says_what_a_run_would_remove(database: Database):
     seed(database)
     before = snapshot(database)
     command = [
@@ -343,11 +386,10 @@ def test_a_dry_run_changes_nothing_and_says_what_a_run_would_remove(database: Da
         "--database-url",
         database.retention_url,
     ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert snapshot(database) == before
-    with psycopg.connect(database.retention_url, autocommit=True) as conn:
-        real = {(r.category, r.chunks, r.rows) for r in run_retention(conn, load_catalogue(), now=NOW)}
+    real = {(r.category, r.chunks, r.rows) for r in await retention_run(database)}
     said = {
         (fields[0], int(fields[4].split()[0]), int(fields[5].split()[0]))
         for fields in (line.split("\t") for line in result.stdout.splitlines())
@@ -383,12 +425,11 @@ def test_the_retention_role_cannot_remove_what_is_kept_or_read_personal_fields(d
                 conn.execute(statement)
 
 
-def test_the_report_shows_periods_legal_basis_oldest_records_and_last_runs(database: Database):
+async def test_the_report_shows_periods_legal_basis_oldest_records_and_last_runs(database: Database):
     seed(database)
-    with psycopg.connect(database.retention_url, autocommit=True) as conn:
-        run_retention(conn, load_catalogue(), now=NOW)
+    await retention_run(database)
     command = [sys.executable, "-m", "cli", "retention", "report", "--database-url", database.retention_url]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     blocks = {block.split("\n", 1)[0]: block for block in result.stdout.split("\n\n")}
     connectivity = blocks["Gateway connectivity metadata [gateway_connectivity]"]
@@ -460,17 +501,20 @@ async def test_retention_running_while_the_ingest_writes_loses_nothing_that_shou
             (gateways[0].gateway_serial, now - dt.timedelta(days=40), now - dt.timedelta(hours=1)),
         )
     site_of = {gateway.gateway_serial: gateway.site_id for gateway in gateways}
-    stop = threading.Event()
+    stop = asyncio.Event()
 
-    def retention_loop() -> int:
+    async def retention_loop() -> int:
         runs = 0
-        with psycopg.connect(database.retention_url, autocommit=True) as conn:
+        conn = await asyncpg.connect(database.retention_url)
+        try:
             while not stop.is_set():
-                run_retention(conn, load_catalogue(), now=dt.datetime.now(dt.UTC))
+                await run_retention(conn, load_catalogue(), now=dt.datetime.now(dt.UTC))
                 runs += 1
+        finally:
+            await conn.close()
         return runs
 
-    looping = asyncio.create_task(asyncio.to_thread(retention_loop))
+    looping = asyncio.create_task(retention_loop())
     try:
         arguments = backfill_arguments(fleet, count=600, start=start)
         summary = await run_sim(broker, certs_dir, *[a for a in arguments if a != "--rate=0"], "--rate=150")

@@ -8,7 +8,6 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import astuple
 from pathlib import Path
@@ -31,10 +30,12 @@ from ingest import queries as ingest_queries
 from ops.localstack import MosquittoBroker
 from ops.registry import create_site, register_gateway
 from rollup import queries as rollup_queries
-from rollup.worker import count_pending, drain_pending
+from rollup.worker import Recheck, count_pending, drain_pending
 from tests.fixtures.database import Database
 from tests.fixtures.ingest import IngestProcess
 from tests.support import backfill_arguments, count_readings, run_sim, wait_for
+from tests.thuis.serving import terminate_sessions
+from thuis.backoff import DATABASE_ERRORS
 
 UTC = dt.UTC
 # Europe/Amsterdam: summer time starts 2026-03-29 (a 23-hour day) and ends 2026-10-25 (a 25-hour day).
@@ -99,9 +100,9 @@ def readings(
     return columns
 
 
-async def ingest_energy(database: Database, columns: Columns) -> int:
+async def ingest_energy(database: Database, columns: Columns, *, url: str | None = None) -> int:
     """Store readings with the ingest's own statement, as the ingest's role; return the rows stored."""
-    conn = await asyncpg.connect(database.ingest_url)
+    conn = await asyncpg.connect(url or database.ingest_url)
     try:
         async with conn.transaction():
             status = await conn.execute(ingest_queries.INSERT_ENERGY_READINGS, *columns)
@@ -110,15 +111,21 @@ async def ingest_energy(database: Database, columns: Columns) -> int:
     return int(status.rsplit(" ", 1)[1])
 
 
-def drain(database: Database) -> int:
+async def drain(database: Database, *, recheck: Recheck | None = None) -> int:
     """Roll up everything pending as the rollup role; return the hours rolled up."""
-    with psycopg.connect(database.rollup_url, autocommit=True) as conn:
-        return drain_pending(conn, batch_hours=37).hours
+    conn = await asyncpg.connect(database.rollup_url)
+    try:
+        return (await drain_pending(conn, batch_hours=37, recheck=recheck)).hours
+    finally:
+        await conn.close()
 
 
-def pending(database: Database) -> int:
-    with psycopg.connect(database.owner_url) as conn:
-        return count_pending(conn)
+async def pending(database: Database) -> int:
+    conn = await asyncpg.connect(database.owner_url)
+    try:
+        return await count_pending(conn)
+    finally:
+        await conn.close()
 
 
 def by_key(points: list[HourlyPoint] | list[DailyPoint]) -> dict[tuple[object, str, str], float]:
@@ -160,11 +167,11 @@ async def test_rollups_equal_the_raw_computation_across_a_dst_change(database: D
     columns = readings(site_id, devices, start, end)
     assert await ingest_energy(database, columns) == len(columns[0])
     hours = int((end - start) / dt.timedelta(hours=1))
-    assert pending(database) == hours * len(DEVICES)
+    assert await pending(database) == hours * len(DEVICES)
 
-    assert await asyncio.to_thread(drain, database) == hours * len(DEVICES)
+    assert await drain(database) == hours * len(DEVICES)
 
-    assert pending(database) == 0
+    assert await pending(database) == 0
     await assert_rollups_equal_raw(
         database, site_id, start, end, zones=("Europe/Amsterdam", "UTC", "America/New_York")
     )
@@ -182,7 +189,7 @@ async def test_days_of_a_half_hour_time_zone_are_computed_exactly(database: Data
     site_id, devices = make_site(database, serial="MXM-KOLKATA", time_zone="Asia/Kolkata")
     start, end = SPRING
     await ingest_energy(database, readings(site_id, devices, start, end, seed=3))
-    await asyncio.to_thread(drain, database)
+    await drain(database)
     await assert_rollups_equal_raw(database, site_id, start, end, zones=("Asia/Kolkata",))
 
 
@@ -194,19 +201,19 @@ async def test_late_and_redelivered_readings_end_up_in_the_rollups(database: Dat
     first: Columns = tuple(column[::2] for column in columns)  # type: ignore[assignment]
     late: Columns = tuple(column[1::2] for column in columns)  # type: ignore[assignment]
     await ingest_energy(database, first)
-    await asyncio.to_thread(drain, database)
+    await drain(database)
     with psycopg.connect(database.owner_url) as conn:
         before = conn.execute("SELECT sum(samples) FROM energy_hourly").fetchone()
     assert before == (len(first[0]),)
 
     assert await ingest_energy(database, late) == len(late[0])
-    assert pending(database) > 0
-    await asyncio.to_thread(drain, database)
+    assert await pending(database) > 0
+    await drain(database)
     await assert_rollups_equal_raw(database, site_id, start, end, zones=("Europe/Amsterdam",))
 
     # A re-delivered batch stores nothing; it marks its hours again, and they stay right.
     assert await ingest_energy(database, late) == 0
-    await asyncio.to_thread(drain, database)
+    await drain(database)
     await assert_rollups_equal_raw(database, site_id, start, end, zones=("Europe/Amsterdam",))
 
 
@@ -223,14 +230,12 @@ async def test_readings_committed_while_their_hour_is_rolled_up_are_not_lost(dat
         late_at = start + dt.timedelta(minutes=50)
         late = ([late_at], [devices["grid"]], [site_id], [5000.0], ["import_energy_kwh"])
         assert await writer.execute(ingest_queries.INSERT_ENERGY_READINGS, *late) == "INSERT 0 1"
-        worker = threading.Thread(target=drain, args=(database,))
-        worker.start()
+        worker = asyncio.create_task(drain(database))
         await wait_for(lambda: _no_pending(database), what="the worker to take the marks")
         await asyncio.sleep(0.3)
-        assert worker.is_alive(), "the worker must wait for the writer that was running"
+        assert not worker.done(), "the worker must wait for the writer that was running"
         await transaction.commit()
-        await asyncio.to_thread(worker.join, 30)
-        assert not worker.is_alive()
+        await asyncio.wait_for(worker, 30)
     finally:
         await writer.close()
     with psycopg.connect(database.owner_url) as conn:
@@ -246,38 +251,103 @@ async def test_readings_committed_while_their_hour_is_rolled_up_are_not_lost(dat
 
 
 async def _no_pending(database: Database) -> bool:
-    return await asyncio.to_thread(pending, database) == 0
+    return await pending(database) == 0
+
+
+async def test_hours_left_to_roll_up_again_by_a_lost_connection_are_rolled_up_by_the_next_run(
+    database: Database,
+):
+    site_id, devices = make_site(database, serial="MXM-RACE2")
+    start = dt.datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
+    await ingest_energy(database, readings(site_id, devices, start, start + dt.timedelta(minutes=30)))
+    late_at = start + dt.timedelta(minutes=50)
+    recheck = Recheck()  # what a serve loop keeps from one run to the next
+    writer = await asyncpg.connect(database.ingest_url)
+    try:
+        transaction = writer.transaction()
+        await transaction.start()
+        late = ([late_at], [devices["grid"]], [site_id], [5000.0], ["import_energy_kwh"])
+        assert await writer.execute(ingest_queries.INSERT_ENERGY_READINGS, *late) == "INSERT 0 1"
+        worker = asyncio.create_task(drain(database, recheck=recheck))
+        await wait_for(lambda: _waiting_for_writers(database), what="the worker to wait for the writer")
+        # The worker's connection is lost while it waits: its batch is committed, the marks are gone.
+        assert await terminate_sessions(database, role="thuis_rollup") == 1
+        with pytest.raises(DATABASE_ERRORS):
+            await asyncio.wait_for(worker, 30)
+        await transaction.commit()
+    finally:
+        await writer.close()
+    assert await pending(database) == 0
+    assert await _grid_hour(database, devices["grid"], start) != (5000.0, late_at)
+    assert (devices["grid"], start) in recheck.pairs
+
+    await drain(database, recheck=recheck)
+
+    assert await _grid_hour(database, devices["grid"], start) == (5000.0, late_at)
+    assert not recheck.pairs
+    await assert_rollups_equal_raw(
+        database, site_id, start, start + dt.timedelta(hours=1), zones=("Europe/Amsterdam",)
+    )
+
+
+async def _waiting_for_writers(database: Database) -> bool:
+    conn = await asyncpg.connect(database.owner_url)
+    try:
+        return bool(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND usename = 'thuis_rollup' "
+                "AND query = $2",
+                database.name,
+                rollup_queries.WRITERS_STILL_RUNNING,
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def _grid_hour(database: Database, device_id: int, hour: dt.datetime) -> tuple[object, ...] | None:
+    conn = await asyncpg.connect(database.owner_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT last_value, last_at FROM energy_hourly WHERE device_id = $1 AND metric = "
+            "'import_energy_kwh' AND hour = $2",
+            device_id,
+            hour,
+        )
+    finally:
+        await conn.close()
+    return None if row is None else tuple(row)
 
 
 async def test_a_crash_mid_batch_loses_nothing(database: Database):
     site_id, devices = make_site(database, serial="MXM-CRASH1")
     start, end = AUTUMN
     await ingest_energy(database, readings(site_id, devices, start, end))
-    marked = pending(database)
-    conn = psycopg.connect(database.rollup_url)
+    marked = await pending(database)
+    conn = await asyncpg.connect(database.rollup_url)
     try:
-        conn.execute(rollup_queries.LOCK_ROLLUP)
-        taken = conn.execute(rollup_queries.TAKE_PENDING_HOURS, {"batch_hours": 50}).fetchall()
+        transaction = conn.transaction()
+        await transaction.start()
+        await conn.execute(rollup_queries.LOCK_ROLLUP)
+        taken = await conn.fetch(rollup_queries.TAKE_PENDING_HOURS, 50)
         assert len(taken) == 50
-        conn.execute(
+        await conn.execute(
             rollup_queries.UPSERT_HOURLY,
-            {
-                "devices": [row[0] for row in taken],
-                "hours": [row[1] for row in taken],
-                "metrics": ["import_energy_kwh", "power_l1_w"],
-            },
+            [row[0] for row in taken],
+            [row[1] for row in taken],
+            ["import_energy_kwh", "power_l1_w"],
         )
         with psycopg.connect(database.owner_url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
-        with pytest.raises(psycopg.OperationalError):
-            conn.commit()
+            admin.execute("SELECT pg_terminate_backend(%s)", (conn.get_server_pid(),))
+        with pytest.raises(asyncpg.ConnectionDoesNotExistError):
+            await transaction.commit()
     finally:
-        conn.close()
-    assert pending(database) == marked
+        conn.terminate()
+    assert await pending(database) == marked
     with psycopg.connect(database.owner_url) as admin:
         assert admin.execute("SELECT count(*) FROM energy_hourly").fetchone() == (0,)
 
-    await asyncio.to_thread(drain, database)
+    await drain(database)
     await assert_rollups_equal_raw(database, site_id, start, end, zones=("Europe/Amsterdam",))
 
 
@@ -302,7 +372,7 @@ async def test_energy_summary_per_day_and_month(database: Database):
     site_id, devices = make_site(database, serial="MXM-SUM1")
     start, end = SPRING
     await ingest_energy(database, readings(site_id, devices, start, end))
-    await asyncio.to_thread(drain, database)
+    await drain(database)
     conn = await asyncpg.connect(database.api_url)
     try:
         first, last = dt.date(2026, 3, 27), dt.date(2026, 4, 2)
@@ -379,7 +449,7 @@ async def test_the_ingest_marks_hours_and_rollup_run_drains_them(
     )
     assert result.returncode == 0, result.stderr
     assert f"rolled up {energy_hours} hours" in result.stdout
-    assert pending(database) == 0
+    assert await pending(database) == 0
     end = START + dt.timedelta(days=2)
     for site_id in energy_sites:
         await assert_rollups_equal_raw(database, site_id, START, end, zones=("Europe/Amsterdam",))

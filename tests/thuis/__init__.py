@@ -1,1 +1,1 @@
-"""Tests of thuis."""
+"""Tests of thuis (the ground)."""

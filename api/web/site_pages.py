@@ -22,7 +22,7 @@ from api.services.access import (
     user_time_zone,
     visible_sites,
 )
-from api.services.energy_series import daily_energy, daily_window, hourly_energy, hourly_window
+from api.services.energy import daily_energy, daily_window, hourly_energy, hourly_window
 from api.web.charts import energy_chart
 from api.web.render import PageRoute, error_page, local_end, page, redirect
 
@@ -91,9 +91,7 @@ async def site_dashboard(
         site=access,
         tab="energy",
         hourly=energy_chart(hourly),
-        hourly_totals=hourly.totals(),
         daily=energy_chart(daily),
-        daily_totals=daily.totals(),
         days=days,
         daily_ranges=DAILY_RANGES,
         devices=devices,

@@ -6,11 +6,11 @@ Every figure comes from the hourly and daily rollups through three rules, each a
 1. **A meter's advance in a bucket** (`meter_advance`, per device, before the devices of a kind are summed):
    its last reading minus the reading it started the bucket at (the last one of the bucket before, else the
    last one before the window, else its lowest reading in the bucket: a meter's first bucket counts from its
-   first reading). When the last reading is below that start, the meter was replaced and the new one
-   restarted near zero: the bucket counts the old meter's advance up to its last reading (its highest
-   reading in the bucket minus the start, if above it) plus the new meter's own advance from its first
-   reading (the last reading minus the lowest). So no bucket is negative, and none is a huge drop or jump;
-   what the new meter counted before its first reading is not seen.
+   first reading). A bucket that ends below its start holds a replaced meter that restarted near zero: it
+   counts the old meter's advance up to its last reading (its highest reading in the bucket minus the start,
+   if above it) plus the new meter's own advance from its first reading (the last reading minus the lowest).
+   So no bucket is negative, and a replacement adds no more than the two meters advanced; what the new
+   meter counted before its first reading is not seen, nor a replacement within a meter's very first bucket.
 2. **The grid meter, per bucket** (`bucket_energy`): grid import and export come from the first of
    `GRID_KINDS` that reported import or export in that bucket — a Maxem grid channel, else a P1 dongle —
    never from both, as they measure the same connection. Per bucket rather than per window, so a bucket's
@@ -18,7 +18,8 @@ Every figure comes from the hourly and daily rollups through three rules, each a
    day from the API, the page's 30 days or year), and a month is the sum of its days. Chosen per window, a
    day's import would change with the window asked whenever one of the meters is missing from part of it
    (a P1 dongle's days before the Maxem was installed would count or not). The cost: in the one bucket in
-   which the preferred meter starts or stops reporting, only its own part of that bucket counts.
+   which the preferred meter starts or stops reporting, only its own part of that bucket counts, so on such
+   a day the hours (each chosen on its own) can add up to more than the day.
 3. **Derived figures** (`Energy`): self-consumption (solar - export) and consumption (import + solar -
    export) are computed from the sums of the bucket or period they describe, never below 0.
 """

@@ -8,7 +8,7 @@ reading in kWh, power in W): 5 readings a minute, monotone meters that follow a 
 profile. The hours are marked as the ingest marks them, and `rollup.worker.drain_pending` (the code of
 `thuis rollup run`) builds the rollups as the `thuis_rollup` role. Then, as the portal's role `thuis_api`,
 it times `--queries` rounds over random households of: the 7-day hourly chart and the 1-year daily chart,
-each from the rollups (`api.energy.hourly_series`, `daily_series`) and from the raw hypertable
+each from the rollups (`api.services.energy.hourly_series`, `daily_series`) and from the raw hypertable
 (`hourly_series_raw`, `daily_series_raw`, time_bucket), alternating which goes first, and checks that
 both give the same points. Prints p50, p95 and the maximum.
 """

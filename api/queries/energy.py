@@ -1,21 +1,23 @@
 """Every SQL statement of the energy charts: from the rollups, and the same computed on the raw readings.
 
-Each statement returns, per bucket, device kind and metric, the sum over the site's devices of that kind of
-the mean value (`mean_value`) and of the consumption (`consumption`: the bucket's last meter reading minus
-the last one before the bucket; for a device's very first bucket, minus its first reading). The caller keeps
-the one that fits the metric.
+Each statement returns one row per bucket, device and metric, ordered by bucket, device kind, metric and
+device: the device's kind, its mean (`mean_value`), lowest, highest and last value in the bucket, and the
+reading it started the bucket at (`start_value`: the last one of the bucket before, else the last one
+before the window, else NULL). `api.services.energy` turns these into consumption, in one place, and sums
+the devices of a kind.
 """
 
 # Hourly buckets (UTC) from energy_hourly: $1 site, [$2, $3) timestamptz.
 HOURLY_SERIES = """
 WITH buckets AS (
-    SELECT h.device_id, h.metric, h.hour AS bucket, h.mean_value, h.min_value, h.last_value,
+    SELECT h.device_id, h.metric, h.hour AS bucket, h.mean_value, h.min_value, h.max_value,
+           h.last_value,
            lag(h.last_value) OVER (PARTITION BY h.device_id, h.metric ORDER BY h.hour) AS previous_last
     FROM energy_hourly AS h
     WHERE h.site_id = $1 AND h.hour >= $2 AND h.hour < $3
 )
-SELECT b.bucket, d.device_kind, b.metric, sum(b.mean_value) AS mean_value,
-       sum(b.last_value - coalesce(b.previous_last, before.last_value, b.min_value)) AS consumption
+SELECT b.bucket, d.device_kind, b.metric, b.mean_value, b.min_value, b.max_value, b.last_value,
+       coalesce(b.previous_last, before.last_value) AS start_value
 FROM buckets AS b
 JOIN devices AS d ON d.device_id = b.device_id
 LEFT JOIN LATERAL (
@@ -23,20 +25,20 @@ LEFT JOIN LATERAL (
     WHERE b.previous_last IS NULL AND p.device_id = b.device_id AND p.metric = b.metric AND p.hour < $2
     ORDER BY p.hour DESC LIMIT 1
 ) AS before ON true
-GROUP BY b.bucket, d.device_kind, b.metric
-ORDER BY b.bucket, d.device_kind, b.metric
+ORDER BY b.bucket, d.device_kind, b.metric, b.device_id
 """
 
 # Days in the site's own time zone, from energy_daily: $1 site, [$2, $3) dates.
 DAILY_SERIES = """
 WITH buckets AS (
-    SELECT e.device_id, e.metric, e.day AS bucket, e.mean_value, e.min_value, e.last_value,
+    SELECT e.device_id, e.metric, e.day AS bucket, e.mean_value, e.min_value, e.max_value,
+           e.last_value,
            lag(e.last_value) OVER (PARTITION BY e.device_id, e.metric ORDER BY e.day) AS previous_last
     FROM energy_daily AS e
     WHERE e.site_id = $1 AND e.day >= $2 AND e.day < $3
 )
-SELECT b.bucket, d.device_kind, b.metric, sum(b.mean_value) AS mean_value,
-       sum(b.last_value - coalesce(b.previous_last, before.last_value, b.min_value)) AS consumption
+SELECT b.bucket, d.device_kind, b.metric, b.mean_value, b.min_value, b.max_value, b.last_value,
+       coalesce(b.previous_last, before.last_value) AS start_value
 FROM buckets AS b
 JOIN devices AS d ON d.device_id = b.device_id
 LEFT JOIN LATERAL (
@@ -44,8 +46,7 @@ LEFT JOIN LATERAL (
     WHERE b.previous_last IS NULL AND p.device_id = b.device_id AND p.metric = b.metric AND p.day < $2
     ORDER BY p.day DESC LIMIT 1
 ) AS before ON true
-GROUP BY b.bucket, d.device_kind, b.metric
-ORDER BY b.bucket, d.device_kind, b.metric
+ORDER BY b.bucket, d.device_kind, b.metric, b.device_id
 """
 
 # Days in another time zone ($4) than the site's, from energy_hourly: $1 site, [$2, $3) dates. Exact where
@@ -54,7 +55,7 @@ DAILY_SERIES_FROM_HOURLY = """
 WITH days AS (
     SELECT h.device_id, h.metric, (h.hour AT TIME ZONE $4)::date AS bucket,
            sum(h.mean_value * h.samples) / sum(h.samples) AS mean_value, min(h.min_value) AS min_value,
-           last(h.last_value, h.hour) AS last_value
+           max(h.max_value) AS max_value, last(h.last_value, h.hour) AS last_value
     FROM energy_hourly AS h
     WHERE h.site_id = $1 AND h.hour >= $2::date::timestamp AT TIME ZONE $4
       AND h.hour < $3::date::timestamp AT TIME ZONE $4
@@ -64,8 +65,8 @@ WITH days AS (
            lag(last_value) OVER (PARTITION BY device_id, metric ORDER BY bucket) AS previous_last
     FROM days
 )
-SELECT b.bucket, d.device_kind, b.metric, sum(b.mean_value) AS mean_value,
-       sum(b.last_value - coalesce(b.previous_last, before.last_value, b.min_value)) AS consumption
+SELECT b.bucket, d.device_kind, b.metric, b.mean_value, b.min_value, b.max_value, b.last_value,
+       coalesce(b.previous_last, before.last_value) AS start_value
 FROM buckets AS b
 JOIN devices AS d ON d.device_id = b.device_id
 LEFT JOIN LATERAL (
@@ -74,8 +75,7 @@ LEFT JOIN LATERAL (
       AND p.hour < $2::date::timestamp AT TIME ZONE $4
     ORDER BY p.hour DESC LIMIT 1
 ) AS before ON true
-GROUP BY b.bucket, d.device_kind, b.metric
-ORDER BY b.bucket, d.device_kind, b.metric
+ORDER BY b.bucket, d.device_kind, b.metric, b.device_id
 """
 
 SITE_TIME_ZONE = "SELECT time_zone FROM sites WHERE site_id = $1"
@@ -85,7 +85,7 @@ SITE_TIME_ZONE = "SELECT time_zone FROM sites WHERE site_id = $1"
 HOURLY_SERIES_RAW = """
 WITH buckets AS (
     SELECT r.device_id, r.metric, time_bucket('1 hour', r.measured_at) AS bucket, avg(r.value) AS mean_value,
-           min(r.value) AS min_value, last(r.value, r.measured_at) AS last_value
+           min(r.value) AS min_value, max(r.value) AS max_value, last(r.value, r.measured_at) AS last_value
     FROM energy_readings AS r
     WHERE r.device_id IN (SELECT d.device_id FROM devices AS d JOIN gateways AS g USING (gateway_serial)
                           WHERE g.site_id = $1)
@@ -96,8 +96,8 @@ WITH buckets AS (
            lag(last_value) OVER (PARTITION BY device_id, metric ORDER BY bucket) AS previous_last
     FROM buckets
 )
-SELECT b.bucket, d.device_kind, b.metric, sum(b.mean_value) AS mean_value,
-       sum(b.last_value - coalesce(b.previous_last, before.value, b.min_value)) AS consumption
+SELECT b.bucket, d.device_kind, b.metric, b.mean_value, b.min_value, b.max_value, b.last_value,
+       coalesce(b.previous_last, before.value) AS start_value
 FROM lagged AS b
 JOIN devices AS d ON d.device_id = b.device_id
 LEFT JOIN LATERAL (
@@ -105,15 +105,15 @@ LEFT JOIN LATERAL (
     WHERE b.previous_last IS NULL AND p.device_id = b.device_id AND p.metric = b.metric AND p.measured_at < $2
     ORDER BY p.measured_at DESC LIMIT 1
 ) AS before ON true
-GROUP BY b.bucket, d.device_kind, b.metric
-ORDER BY b.bucket, d.device_kind, b.metric
+ORDER BY b.bucket, d.device_kind, b.metric, b.device_id
 """
 
 # Days in time zone $4 computed from the readings: $1 site, [$2, $3) dates.
 DAILY_SERIES_RAW = """
 WITH buckets AS (
     SELECT r.device_id, r.metric, (time_bucket('1 day', r.measured_at, $4) AT TIME ZONE $4)::date AS bucket,
-           avg(r.value) AS mean_value, min(r.value) AS min_value, last(r.value, r.measured_at) AS last_value
+           avg(r.value) AS mean_value, min(r.value) AS min_value,
+           max(r.value) AS max_value, last(r.value, r.measured_at) AS last_value
     FROM energy_readings AS r
     WHERE r.device_id IN (SELECT d.device_id FROM devices AS d JOIN gateways AS g USING (gateway_serial)
                           WHERE g.site_id = $1)
@@ -125,8 +125,8 @@ WITH buckets AS (
            lag(last_value) OVER (PARTITION BY device_id, metric ORDER BY bucket) AS previous_last
     FROM buckets
 )
-SELECT b.bucket, d.device_kind, b.metric, sum(b.mean_value) AS mean_value,
-       sum(b.last_value - coalesce(b.previous_last, before.value, b.min_value)) AS consumption
+SELECT b.bucket, d.device_kind, b.metric, b.mean_value, b.min_value, b.max_value, b.last_value,
+       coalesce(b.previous_last, before.value) AS start_value
 FROM lagged AS b
 JOIN devices AS d ON d.device_id = b.device_id
 LEFT JOIN LATERAL (
@@ -135,6 +135,5 @@ LEFT JOIN LATERAL (
       AND p.measured_at < $2::date::timestamp AT TIME ZONE $4
     ORDER BY p.measured_at DESC LIMIT 1
 ) AS before ON true
-GROUP BY b.bucket, d.device_kind, b.metric
-ORDER BY b.bucket, d.device_kind, b.metric
+ORDER BY b.bucket, d.device_kind, b.metric, b.device_id
 """

@@ -20,7 +20,7 @@ from api.services.access import (
     user_time_zone,
     visible_sites,
 )
-from api.services.energy_series import daily_energy, daily_window, hourly_energy, hourly_window
+from api.services.energy import daily_energy, daily_window, hourly_energy, hourly_window
 from api.services.sites import MAX_DEVICES_SHOWN
 from api.web.charts import energy_chart
 from api.web.render import DEFAULT_TIME_ZONE, PageRoute, error_page, local_end, page, redirect
@@ -77,9 +77,7 @@ async def site_dashboard(
         site=site,
         tab="energy",
         hourly=energy_chart(hourly),
-        hourly_totals=hourly.totals(),
         daily=energy_chart(daily),
-        daily_totals=daily.totals(),
         days=days,
         daily_ranges=DAILY_RANGES,
         devices=devices,

@@ -6,10 +6,10 @@ import argparse
 import logging
 
 import uvicorn
-from pydantic import ValidationError
 
 from api.app import create_app
 from api.settings import ApiSettings
+from thuis.settings import SettingsError, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +23,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or Ctrl-C."""
     try:
-        settings = ApiSettings()
-    except ValidationError as err:
-        log.error("configuration refused: %s", err)  # noqa: TRY400 - the message is the point, not a trace
+        settings = load_settings(ApiSettings)
+    except SettingsError as err:
+        log.error("%s", err)  # noqa: TRY400 - the message is the point, not a trace
         return 2
     config = uvicorn.Config(
         create_app(settings),

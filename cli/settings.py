@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
-from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from thuis.settings import ThuisSettings
+from thuis.settings import SettingsError, ThuisSettings
 
 
 class CommandError(Exception):
     """A command cannot run as asked; the message says what to do (exit status 2)."""
+
+
+class DatabaseUrlSettings(BaseSettings):
+    """Whether THUIS_DATABASE_URL is set at all, to say which of two ways to give it is missing."""
+
+    model_config = SettingsConfigDict(env_prefix="THUIS_", extra="ignore")
+
+    database_url: str | None = None
 
 
 class KeyringSettings(BaseSettings):
@@ -31,18 +37,13 @@ class KeyringSettings(BaseSettings):
 
 def database_url(args: argparse.Namespace, *, role: str = "the schema owner") -> str:
     """Return the database URL a command connects with: --database-url, else THUIS_DATABASE_URL."""
-    overrides: dict[str, Any] = {}
-    if getattr(args, "database_url", None):
-        overrides["database_url"] = args.database_url
+    given = getattr(args, "database_url", None)
+    if not given and not DatabaseUrlSettings().database_url:
+        raise CommandError(f"set THUIS_DATABASE_URL or pass --database-url (a postgresql:// URL of {role})")
     try:
-        settings = ThuisSettings(**overrides)
-    except ValidationError as err:
-        if any(error["type"] == "missing" for error in err.errors()):
-            raise CommandError(
-                f"set THUIS_DATABASE_URL or pass --database-url (a postgresql:// URL of {role})"
-            ) from None
-        reasons = "; ".join(str(error["msg"]) for error in err.errors())
-        raise CommandError(f"configuration refused: {reasons}") from None
+        settings = ThuisSettings.load(database_url=given or None)
+    except SettingsError as err:
+        raise CommandError(str(err)) from None
     return settings.database_url.get_secret_value()
 
 

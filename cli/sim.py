@@ -6,12 +6,11 @@ import argparse
 import logging
 
 import psycopg
-from pydantic import ValidationError
 
 from gateway_sim import cli as simulator
 from ops.provision import provision
 from thuis.db import connect_sync
-from thuis.settings import ThuisSettings
+from thuis.settings import SettingsError, ThuisSettings
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
             log.error("no certificate directory: pass --certs or set THUIS_CERTS_DIR")
             return 2
         try:
-            database_url = ThuisSettings().database_url.get_secret_value()
+            database_url = ThuisSettings.load().database_url.get_secret_value()
             with connect_sync(database_url) as conn:
                 # Back-filled readings must not predate the registration, or the ingest quarantines them.
                 provision(
@@ -45,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
                     registered_at=args.start,
                 )
                 conn.commit()
-        except (psycopg.Error, ValidationError) as err:
+        except (psycopg.Error, SettingsError) as err:
             log.error("%s", err)  # noqa: TRY400 - the reason is the message, not a trace
             return 2
     return simulator.run(args)

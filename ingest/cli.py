@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 
 from ingest.service import serve
 from ingest.settings import IngestSettings
 from thuis.identity import certificate_common_name
-from thuis.settings import MqttClientSettings
+from thuis.settings import MqttClientSettings, SettingsError, load_settings
+
+log = logging.getLogger(__name__)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -31,9 +34,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run until SIGTERM or SIGINT."""
-    settings = IngestSettings()
-    mqtt = MqttClientSettings()
+    """Run until SIGTERM or SIGINT; refuse a configuration that is not acceptable (exit 2)."""
+    try:
+        settings = load_settings(IngestSettings)
+        mqtt = load_settings(MqttClientSettings)
+    except SettingsError as err:
+        log.error("%s", err)  # noqa: TRY400 - the reason is the message; a trace would show nothing more
+        return 2
     client_id = args.client_id or certificate_common_name(mqtt.cert_file)
     asyncio.run(serve(settings, mqtt, client_id=client_id, retire=args.retire))
     return 0

@@ -15,9 +15,10 @@ from retention.docs import PRIVACY_DOC, render_privacy_doc
 from retention.report import build_report, render_report
 from retention.settings import RetentionSettings
 from retention.worker import run_retention
-from thuis.backoff import DATABASE_ERRORS, SettingsError, serve_with_reconnect, stop_on_signals
+from thuis.backoff import DATABASE_ERRORS, serve_with_reconnect, stop_on_signals
 from thuis.catalogue import Catalogue, CatalogueError, check_schema, load_catalogue
 from thuis.db import Connection
+from thuis.settings import SettingsError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ import asyncpg
 
 from rollup.settings import RollupSettings
 from rollup.worker import Recheck, count_pending, drain_pending
-from thuis.backoff import DATABASE_ERRORS, SettingsError, serve_with_reconnect, stop_on_signals
+from thuis.backoff import DATABASE_ERRORS, serve_with_reconnect, stop_on_signals
+from thuis.settings import SettingsError
 
 log = logging.getLogger(__name__)
 

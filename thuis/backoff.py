@@ -9,10 +9,10 @@ import random
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Self
 
 import asyncpg
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from thuis.settings import ThuisSettings
 
@@ -86,40 +86,9 @@ class ServeLoopSettings(ThuisSettings):
             raise ValueError("THUIS_RECONNECT_INITIAL_S is above THUIS_RECONNECT_MAX_S")
         return self
 
-    @classmethod
-    def load(cls, *, database_url: str | None = None, **overrides: Any) -> Self:
-        """Read the settings; a URL or value from the command line overrides the environment.
-
-        Overrides pass through the same validation, so a placeholder password on the command line is refused
-        as it is in THUIS_DATABASE_URL. Raise SettingsError naming each problem, and never the values:
-        pydantic's own message would repeat the input, database URL and all.
-        """
-        given = {name: value for name, value in overrides.items() if value is not None}
-        if database_url is not None:
-            given["database_url"] = database_url
-        try:
-            return cls(**given)
-        except ValidationError as err:
-            raise SettingsError(err) from None
-
     def reconnect_policy(self) -> Backoff:
         """Return a fresh reconnect policy with these settings."""
         return Backoff(self.reconnect_initial_s, self.reconnect_max_s, self.reconnect_multiplier)
-
-
-class SettingsError(Exception):
-    """The settings are not acceptable; the message names each problem without repeating any value."""
-
-    def __init__(self, err: ValidationError) -> None:
-        problems = []
-        for error in err.errors():
-            variable = f"THUIS_{'_'.join(str(part) for part in error['loc']).upper()}"
-            if error["type"] == "missing":
-                problems.append(f"{variable} is not set")
-            else:
-                where = f"{variable}: " if error["loc"] else ""
-                problems.append(where + error["msg"].removeprefix("Value error, "))
-        super().__init__("configuration refused: " + "; ".join(problems))
 
 
 def stop_on_signals() -> asyncio.Event:

@@ -1,0 +1,95 @@
+"""A configuration that is refused says why, names the variable, and never repeats a secret it was given."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from privacy.keys.crypto import new_keyring, write_keyring
+
+# A secret of each kind a process is given, each one recognisable in any output.
+DATABASE_PASSWORD = "postgres"  # a placeholder: refused outside development and test
+API_KEY = "api-key-f00dfeedcafe-9d2b7e51a4c3-0123456789"
+DATABASE_URL = f"postgresql://thuis_api:{DATABASE_PASSWORD}@db-host-7f3e.example:5432/thuis"
+SECRETS = (API_KEY, "db-host-7f3e", f":{DATABASE_PASSWORD}@")
+
+COMMANDS = [
+    ["ingest"],
+    ["api"],
+    ["rollup", "run"],
+    ["retention", "run"],
+    ["migrate"],
+    ["users", "own", "1", "somebody"],
+    ["keys", "status"],
+    ["gateway", "register", "BNX-000001", "--vendor", "benext", "--site-id", "1"],
+    [
+        *("export", "--from", "2026-01-01", "--to", "2026-01-02", "--measures", "grid.import_energy_kwh"),
+        *("--resolution", "day", "--shape", "aggregates", "--out", "/nonexistent/x.zip"),
+    ],
+]
+
+
+def run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("THUIS_")} | env
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *command],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_a_placeholder_database_password_is_refused_without_repeating_any_secret(
+    command: list[str], tmp_path: Path
+):
+    keyring = tmp_path / "keyring.toml"
+    write_keyring(keyring, new_keyring("test-1"))
+    result = run(
+        command,
+        THUIS_ENVIRONMENT="production",
+        THUIS_DATABASE_URL=DATABASE_URL,
+        THUIS_API_SECRET_KEY=API_KEY,
+        THUIS_KEYRING_FILE=str(keyring),
+        THUIS_MQTT_CA_FILE="/nonexistent/ca.crt",
+        THUIS_MQTT_CERT_FILE="/nonexistent/c.crt",
+        THUIS_MQTT_KEY_FILE="/nonexistent/c.key",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "THUIS_DATABASE_URL carries a placeholder password" in output
+    assert "Traceback" not in output
+    for secret in SECRETS:
+        assert secret not in output, (secret, output)
+
+
+def test_a_secret_that_is_itself_refused_is_named_but_not_shown():
+    short_key = "tiny-key-4e8a1c"
+    result = run(
+        ["api"],
+        THUIS_ENVIRONMENT="test",
+        THUIS_DATABASE_URL="postgresql://thuis_api:a-real-password-5b6c@localhost/thuis",
+        THUIS_API_SECRET_KEY=short_key,
+        THUIS_KEYRING_FILE="/nonexistent/keyring.toml",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "configuration refused: THUIS_API_SECRET_KEY: " in output
+    assert short_key not in output
+    assert "a-real-password-5b6c" not in output
+
+
+def test_a_missing_variable_is_named():
+    result = run(
+        ["ingest"], THUIS_ENVIRONMENT="test", THUIS_DATABASE_URL="postgresql://u:p-9q@localhost/thuis"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "THUIS_MQTT_CA_FILE is not set" in output
+    assert "p-9q" not in output

@@ -10,7 +10,8 @@ import statistics
 
 import pytest
 
-from thuis.backoff import Backoff, ServeLoopSettings, SettingsError
+from thuis.backoff import Backoff, ServeLoopSettings
+from thuis.settings import SettingsError
 
 
 def delays(policy: Backoff, count: int) -> list[float]:

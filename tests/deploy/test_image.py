@@ -19,6 +19,7 @@ import pytest
 import setuptools
 
 from cli.main import COMMANDS
+from tests.deploy.compose import argv, load_compose
 from tests.deploy.dockerfile import DockerfileError, ImageLayout, build_layout
 
 REPO = Path(__file__).resolve().parents[2]
@@ -198,6 +199,15 @@ def test_the_entrypoint_is_the_console_script_run_as_an_unprivileged_user(image:
     assert image.entrypoint == ["thuis"]
     assert image.user not in {None, "root", "0"}
     assert image.workdir == APP
+
+
+def test_every_image_path_the_compose_file_runs_is_in_the_image(image: ImageLayout):
+    named = set()
+    for service in load_compose()["services"].values():
+        named |= {part for part in argv(service) if part.startswith(f"{APP}/")}
+    assert named, "the compose file runs nothing from the image's /app"
+    for path in sorted(named):
+        assert image.path(path).is_file(), f"{path} is not in the image"
 
 
 def test_the_checker_finds_what_the_review_found(tmp_path: Path):

@@ -71,7 +71,7 @@ def _data() -> dict[str, object]:
     from ops.migrate import discover  # noqa: PLC0415
     from thuis.catalogue import load_catalogue  # noqa: PLC0415
 
-    search_path = [str(Path(folder).resolve()) for folder in templates.env.loader.searchpath]  # type: ignore[union-attr]
+    search_path = [str(Path(folder).resolve()) for folder in templates.env.loader.searchpath]
     return {
         "migrations": [f"{m.version:04d}_{m.name}" for m in discover()],
         "categories": len(load_catalogue().categories),

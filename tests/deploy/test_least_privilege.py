@@ -28,7 +28,16 @@ from cli.main import build_parser
 from cli.sim import configure_parser as configure_sim
 from gateway_sim.fleet import build_fleet
 from ops.localstack import PostgresCluster
-from tests.deploy.compose import Stack, environment, load_compose, mounts, run_service, secrets_of, view
+from tests.deploy.compose import (
+    PATHS_ELSEWHERE,
+    Stack,
+    environment,
+    load_compose,
+    mounts,
+    run_service,
+    secrets_of,
+    view,
+)
 from tests.deploy.compose import volume_files as files_of
 from thuis.identity import INGEST_IDENTITY, certificate_common_name
 
@@ -237,7 +246,7 @@ def test_every_file_a_service_is_pointed_at_is_in_its_view(compose: dict[str, An
         seen = set(view(compose, name, volumes.contents)) | set(secrets_of(service).values())
         folders = {str(Path(path).parent) for path in seen}
         for variable, value in environment(service).items():
-            if variable.endswith(("_FILE", "_DIR")) and name not in {"certs"}:
+            if variable.endswith(("_FILE", "_DIR")) and variable not in PATHS_ELSEWHERE:
                 assert value in seen | folders, f"{name}: {variable}={value} is not in its view"
 
 

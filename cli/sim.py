@@ -1,4 +1,8 @@
-"""`thuis sim`: the simulated fleet, first registered and given certificates when asked (`--provision`)."""
+"""`thuis sim`: the simulated fleet, first registered and given certificates when asked (`--provision`).
+
+`--provision-only` does that and stops: the one-shot service that holds the CA (docker-compose.yml) issues
+the certificates, so the simulator itself never sees the CA key.
+"""
 
 from __future__ import annotations
 
@@ -16,18 +20,23 @@ log = logging.getLogger(__name__)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Add the simulator's arguments and `--provision`."""
+    """Add the simulator's arguments, `--provision` and `--provision-only`."""
     simulator.configure_parser(parser)
     parser.add_argument(
         "--provision",
         action="store_true",
         help="first register the gateways in $THUIS_DATABASE_URL and issue their certificates",
     )
+    parser.add_argument(
+        "--provision-only",
+        action="store_true",
+        help="register the gateways and issue their certificates, then exit without publishing",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Provision if asked, then run the simulator."""
-    if args.provision:
+    """Provision if asked, then run the simulator (unless only provisioning was asked)."""
+    if args.provision or args.provision_only:
         if args.certs is None:
             log.error("no certificate directory: pass --certs or set THUIS_CERTS_DIR")
             return 2
@@ -47,4 +56,6 @@ def run(args: argparse.Namespace) -> int:
         except (psycopg.Error, SettingsError) as err:
             log.error("%s", err)  # noqa: TRY400 - the reason is the message, not a trace
             return 2
+    if args.provision_only:
+        return 0
     return simulator.run(args)

@@ -1,0 +1,11 @@
+#!/bin/sh
+# Migrate the database as its owner, then let each service role given log in with the password of its
+# secret file, $SECRETS_DIR/<role less "thuis_">_db_password (e.g. /run/secrets/ingest_db_password).
+#   usage: migrate.sh ROLE...
+set -eu
+
+: "${SECRETS_DIR:?}"
+thuis migrate
+for role in "$@"; do
+    thuis db set-password "$role" --password-file "$SECRETS_DIR/${role#thuis_}_db_password"
+done

@@ -70,9 +70,15 @@ class Subscriber:
     def readings(self) -> list[tuple[str, bytes]]:
         return [(topic, payload) for topic, payload in self.received if not topic.endswith("/status")]
 
-    def wait_for(self, count: int, timeout_s: float = 20.0) -> None:
+    def statuses(self) -> list[str]:
+        return [topic for topic, _ in self.received if topic.endswith("/status")]
+
+    def wait_for(self, count: int, *, statuses: int = 0, timeout_s: float = 20.0) -> None:
+        """Wait until `count` readings and `statuses` status messages arrived (the last is sent last)."""
         deadline = time.monotonic() + timeout_s
-        while len(self.readings()) < count and time.monotonic() < deadline:
+        while (
+            len(self.readings()) < count or len(self.statuses()) < statuses
+        ) and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def close(self) -> None:
@@ -112,9 +118,10 @@ def test_fleet_publisher_delivers_every_message_once_acknowledged(
     )
     assert (report.sent, report.acknowledged, report.refused, report.unacknowledged) == (500, 500, 0, 0)
     assert report.readings == sum(len(message.readings) for message in expected)
-    subscriber.wait_for(500)
+    # Each gateway says online first and offline last, after its readings: wait for both.
+    subscriber.wait_for(500, statuses=2 * len(sim_broker.fleet))
     assert sorted(subscriber.readings()) == sorted((message.topic, message.payload) for message in expected)
-    statuses = [topic for topic, _ in subscriber.received if topic.endswith("/status")]
+    statuses = subscriber.statuses()
     assert sorted(statuses) == sorted(gateway.status_topic for gateway in sim_broker.fleet for _ in range(2))
 
 

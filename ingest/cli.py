@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 
 from ingest.service import serve
 from ingest.settings import IngestSettings
+from mqttv5 import SessionFailedError
 from thuis.identity import certificate_common_name
 from thuis.settings import MqttClientSettings
+
+log = logging.getLogger(__name__)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -31,9 +35,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run until SIGTERM or SIGINT."""
+    """Run until SIGTERM or SIGINT; exit 1 if the broker's session cannot give the ingest's guarantees."""
     settings = IngestSettings()
     mqtt = MqttClientSettings()
     client_id = args.client_id or certificate_common_name(mqtt.cert_file)
-    asyncio.run(serve(settings, mqtt, client_id=client_id, retire=args.retire))
+    try:
+        asyncio.run(serve(settings, mqtt, client_id=client_id, retire=args.retire))
+    except SessionFailedError as err:
+        log.critical("the ingest cannot run: %s", err)
+        return 1
     return 0

@@ -259,8 +259,13 @@ class Session:
             connected_at = time.monotonic()
             self._connected(live, connack)
             keepalive = asyncio.create_task(self._keep_alive(live, connack.server_keep_alive))
-            await self._subscribe(live)
-            await live.closed
+            try:
+                await self._subscribe(live)
+                await live.closed
+            except (OSError, TimeoutError):
+                if live.disconnect is None:
+                    raise
+                # The broker said why it ended the connection before SUBACK came: that is the reason.
             return self._ended(live)
         except SessionFailedError:
             live.send(disconnect_packet())

@@ -10,73 +10,26 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import secrets
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 import mqttv5.session
-from gateway_sim.connection import GatewayConnection
-from gateway_sim.fleet import build_fleet
 from gateway_sim.gateways import SimGateway
 from ingest.receiver import QUEUE_SLACK, MqttReceiver, ReceivedMessage
 from mqttv5 import ClientOptions
-from ops.certs import issue_gateway_certificate
 from ops.localstack import MosquittoBroker, free_port
 from tests.fixtures.broker import RECEIVE_MAXIMUM
+from tests.fixtures.publisher import Message, Publisher, readings
 from thuis.identity import gateway_paths
 
 PROMPTLY_S = 1.0
-
-Message = tuple[str, bytes]
-Publisher = Callable[[list[Message]], Coroutine[Any, Any, None]]
-
-
-@pytest.fixture
-def gateway(certs_dir: Path) -> SimGateway:
-    (gateway,) = build_fleet(benext=1, maxem=0, prefix=f"rcv{secrets.token_hex(3)}")
-    issue_gateway_certificate(certs_dir, gateway.serial)
-    return gateway
-
-
-@pytest.fixture
-def publish(gateway: SimGateway, broker: MosquittoBroker, certs_dir: Path) -> Publisher:
-    """Publish at QoS 1 as the gateway, in a thread, and wait until the broker has acknowledged each one."""
-
-    def publish_all(messages: list[Message]) -> None:
-        reason_codes: list[int] = []
-        with GatewayConnection(
-            gateway,
-            host="localhost",
-            port=broker.port,
-            certs_dir=certs_dir,
-            max_outstanding=200,
-            announce=False,  # no status messages: the receiver gets exactly what a test publishes
-        ) as connection:
-            for topic, payload in messages:
-                connection.submit(topic, payload, reason_codes.append)
-            assert connection.wait_for_acks(30)
-        assert len(reason_codes) == len(messages)
-        assert all(code < 0x80 for code in reason_codes), reason_codes
-
-    async def run(messages: list[Message]) -> None:
-        await asyncio.to_thread(publish_all, messages)
-
-    return run
-
-
-def readings(gateway: SimGateway, count: int, *, first: int = 0) -> list[Message]:
-    return [
-        (f"benext/{gateway.serial}/nodes/{i % 7}", f"reading {i}".encode())
-        for i in range(first, first + count)
-    ]
 
 
 def as_sent(messages: list[ReceivedMessage]) -> list[Message]:
@@ -260,9 +213,7 @@ async def test_the_queue_holds_a_bounded_number_of_bytes_whatever_the_message_co
     one_read = 256 * 1024  # what a single read from the TLS socket can add beyond the limit
     payload = b"x" * (100 * 1024)
     sent = [(f"benext/{gateway.serial}/nodes/{i % 7 + 1}", payload + str(i).encode()) for i in range(60)]
-    receiver = MqttReceiver(
-        dataclasses.replace(mqtt_options, receive_maximum=2000), max_queued_bytes=limit
-    )
+    receiver = MqttReceiver(dataclasses.replace(mqtt_options, receive_maximum=2000), max_queued_bytes=limit)
     receiver.start()
     try:
         await asyncio.wait_for(receiver.subscribed.wait(), 10)
@@ -423,3 +374,33 @@ def connections_to(port: int) -> int:
             if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
                 count += 1
     return count
+
+
+async def test_a_lost_session_keeps_the_queued_messages_since_the_broker_will_not_send_them_again(
+    mqtt_options: ClientOptions,
+    gateway: SimGateway,
+    publish: Publisher,
+    broker: MosquittoBroker,
+    caplog: pytest.LogCaptureFixture,
+):
+    sent = readings(gateway, 4)
+    async with running(mqtt_options) as receiver:
+        await publish(sent)
+        await until(lambda: receiver.queued() == 4, what="four queued messages")
+        # The broker crashes and comes back without its persistence file: it has forgotten the session
+        # and the four messages. Dropping them from the queue, as on a resumed session, would lose them.
+        await asyncio.to_thread(broker.stop, signal.SIGKILL)
+        (broker.data_dir / "mosquitto.db").unlink(missing_ok=True)
+        await until(lambda: not receiver.connected.is_set(), what="the receiver to notice")
+        await asyncio.to_thread(broker.start)
+        await asyncio.wait_for(receiver.subscribed.wait(), 10)
+        assert receiver.stats.sessions_lost == 1
+        assert "keeping 4 queued messages of the previous connection" in caplog.text
+        kept = await receive(receiver, 4)
+        assert as_sent(kept) == sent
+        assert {message.connection for message in kept} == {1}
+        assert receiver.ack(kept) == 0  # the broker has forgotten them: nothing to acknowledge
+        # And the subscription was made again on the new connection.
+        sentinel = readings(gateway, 1, first=100)
+        await publish(sentinel)
+        assert as_sent(await receive(receiver, 1)) == sentinel

@@ -374,7 +374,7 @@ def one_run(
         rate = result["messages"] / result["seconds"]
         print(
             f"run {run}: {kind:16} {rate:>9,.0f} msg/s  CPU "
-            f"{result['cpu_s'] / result['messages'] * 1000:.3f} s per 1000 msgs  "
+            f"{result['cpu_s'] / result['messages'] * 1000:.4f} s per 1000 msgs  "
             f"({result['cpu_s'] / result['seconds']:.2f} cores; Mosquitto "
             f"{result['broker_cpu_s']:.2f} CPU s over the whole drain)",
             flush=True,
@@ -391,7 +391,7 @@ def print_medians(results: list[dict[str, dict[str, float]]]) -> None:
     print(f"\nmedian of {len(results)} runs ({int(results[0][KINDS[0]]['messages']):,} messages each):")
     print(f"  {'subscriber':46} {'msg/s':>9}  {'CPU s / 1000 msgs':>17}")
     for kind in KINDS:
-        print(f"  {LABELS[kind]:46} {rates[kind]:>9,.0f}  {cpu[kind]:>17.3f}")
+        print(f"  {LABELS[kind]:46} {rates[kind]:>9,.0f}  {cpu[kind]:>17.4f}")
     print("ratios (throughput; CPU per message):")
     pairs = [
         ("mqttv5", "paho-asyncio", "(b)/(a)"),

@@ -20,9 +20,10 @@ from mqttv5.errors import (
     QosNotGrantedError,
     SessionFailedError,
 )
+from mqttv5.options import ClientOptions, TlsFiles
 from mqttv5.reason_codes import Retry, needs_operator, reason_text, retry_after
 from mqttv5.reconnect import ReconnectPolicy
-from mqttv5.session import ClientOptions, ConnectHandler, Session, SessionState, SessionStats, TlsFiles
+from mqttv5.session import ConnectHandler, Session, SessionState, SessionStats
 
 __all__ = [
     "BrokerRefusedError",

@@ -12,6 +12,35 @@ from dataclasses import dataclass
 
 from mqttv5.errors import ProtocolError
 
+__all__ = [
+    "CONNACK",
+    "DISCONNECT",
+    "MAX_VARINT",
+    "PINGREQ_PACKET",
+    "PINGRESP",
+    "PUBACK",
+    "PUBLISH",
+    "SUBACK",
+    "UNSUBACK",
+    "ConnAck",
+    "Disconnect",
+    "Packet",
+    "PacketParser",
+    "Publish",
+    "connect_packet",
+    "disconnect_packet",
+    "encode_string",
+    "encode_varint",
+    "parse_ack_reasons",
+    "parse_connack",
+    "parse_disconnect",
+    "parse_properties",
+    "puback_packet",
+    "read_varint",
+    "subscribe_packet",
+    "unsubscribe_packet",
+]
+
 # Control packet types (the high nibble of the first byte).
 CONNACK = 2
 PUBLISH = 3
@@ -31,7 +60,7 @@ RECEIVE_MAXIMUM = 0x21
 MAXIMUM_QOS = 0x24
 MAXIMUM_PACKET_SIZE = 0x27
 
-PINGREQ_PACKET = b"\xc0\x00"
+PINGREQ_PACKET = b"\xc0\x00"  # 3.12
 MAX_VARINT = 268_435_455
 _PUBACK = struct.Struct(">BBH")
 
@@ -63,7 +92,11 @@ def _packet(first_byte: int, body: bytes) -> bytes:
 def connect_packet(
     *, client_id: str, keepalive_s: int, session_expiry_s: int, receive_maximum: int, maximum_packet_size: int
 ) -> bytes:
-    """CONNECT with clean start off: the broker keeps the session and its queue while we are away."""
+    """CONNECT (3.1) with Clean Start off (3.1.2.4): the broker keeps the session while we are away.
+
+    Properties: Session Expiry Interval (3.1.2.11.2), Receive Maximum (3.1.2.11.3), Maximum Packet Size
+    (3.1.2.11.4); no Topic Alias Maximum, so the broker may not send topic aliases (3.1.2.11.5).
+    """
     properties = (
         bytes([SESSION_EXPIRY_INTERVAL])
         + session_expiry_s.to_bytes(4, "big")
@@ -85,14 +118,14 @@ def connect_packet(
 
 
 def subscribe_packet(packet_id: int, topic_filters: tuple[str, ...], *, qos: int = 1) -> bytes:
-    """SUBSCRIBE to each filter at `qos`, without retained messages at subscribe time."""
+    """SUBSCRIBE (3.8) to each filter at `qos`, Retain Handling 2: no retained messages (3.8.3.1)."""
     retain_handling_none = 2 << 4
     payload = b"".join(encode_string(f) + bytes([qos | retain_handling_none]) for f in topic_filters)
     return _packet(0x82, packet_id.to_bytes(2, "big") + b"\x00" + payload)
 
 
 def unsubscribe_packet(packet_id: int, topic_filters: tuple[str, ...]) -> bytes:
-    """UNSUBSCRIBE from each filter."""
+    """UNSUBSCRIBE (3.10) from each filter."""
     payload = b"".join(encode_string(f) for f in topic_filters)
     return _packet(0xA2, packet_id.to_bytes(2, "big") + b"\x00" + payload)
 
@@ -103,7 +136,7 @@ def puback_packet(packet_id: int) -> bytes:
 
 
 def disconnect_packet(*, session_expiry_s: int | None = None) -> bytes:
-    """DISCONNECT normally (the will is not sent); optionally change the session expiry on the way out."""
+    """DISCONNECT (3.14) with 0x00, normal; optionally Session Expiry Interval 0 to end the session."""
     if session_expiry_s is None:
         return b"\xe0\x00"
     properties = bytes([SESSION_EXPIRY_INTERVAL]) + session_expiry_s.to_bytes(4, "big")
@@ -112,7 +145,7 @@ def disconnect_packet(*, session_expiry_s: int | None = None) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Publish:
-    """A PUBLISH as received."""
+    """A PUBLISH as received (3.3): topic name, payload, packet identifier, QoS."""
 
     topic: str
     payload: bytes
@@ -122,7 +155,7 @@ class Publish:
 
 @dataclass(frozen=True, slots=True)
 class Packet:
-    """Any other packet: its type, flags and body."""
+    """Any other packet: its type and flags (2.1.2) and its body (variable header and payload)."""
 
     kind: int
     flags: int
@@ -150,7 +183,7 @@ class Disconnect:
 
 
 def read_varint(data: bytes | bytearray, offset: int) -> tuple[int, int]:
-    """Read a Variable Byte Integer at offset; return (value, offset after it). -1 means incomplete."""
+    """Read a Variable Byte Integer (1.5.5) at offset; return (value, offset after it); -1: incomplete."""
     value = 0
     for index in range(4):
         if offset + index >= len(data):
@@ -163,7 +196,7 @@ def read_varint(data: bytes | bytearray, offset: int) -> tuple[int, int]:
 
 
 class PacketParser:
-    """Split a byte stream into packets, refusing any larger than `maximum_packet_size`."""
+    """Split a byte stream into packets (2.1), refusing any larger than `maximum_packet_size` (3.1.2.11.4)."""
 
     def __init__(self, maximum_packet_size: int) -> None:
         self._buffer = bytearray()
@@ -251,7 +284,7 @@ _FIXED_SIZES = {_BYTE: 1, _TWO: 2, _FOUR: 4}
 
 
 def parse_properties(body: bytes, offset: int) -> tuple[dict[int, int | str | bytes], int]:
-    """Read a property block; keep the properties this client uses, skip the rest. Return (props, end)."""
+    """Read a property block (2.2.2); keep the properties this client uses, skip the rest; (props, end)."""
     length, position = read_varint(body, offset)
     if length < 0:
         raise ProtocolError("truncated properties")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["BrokerRefusedError", "MqttError", "ProtocolError", "QosNotGrantedError", "SessionFailedError"]
+
 
 class MqttError(Exception):
     """Base of every error this library raises."""

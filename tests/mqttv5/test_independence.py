@@ -28,7 +28,7 @@ def imported_modules(source: str) -> set[str]:
 
 def test_the_package_has_the_modules_it_is_split_into():
     names = {path.stem for path in MODULES}
-    assert {"codec", "reason_codes", "reconnect", "connection", "session", "errors"} <= names
+    assert {"codec", "reason_codes", "reconnect", "connection", "session", "errors", "options"} <= names
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda path: path.name)

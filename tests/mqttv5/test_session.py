@@ -124,7 +124,12 @@ async def test_a_broker_that_kept_its_state_resumes_the_session_and_sends_the_he
         await until(lambda: not session.connected.is_set(), what="the session to notice")
         await asyncio.to_thread(broker.start)
         await asyncio.wait_for(session.subscribed.wait(), 10)
-        await until(lambda: len(inbox.messages) == 10, what="the held messages again")
+        try:
+            await until(lambda: len(inbox.messages) == 10, timeout_s=20, what="the held messages again")
+        except AssertionError as err:
+            raise AssertionError(
+                f"{err}: states {inbox.states}, {inbox.sent()}\n{broker.log_file.read_text()[-3000:]}"
+            ) from None
         assert inbox.states == [SessionState.NEW, SessionState.RESUMED]
         assert inbox.sent(connection=2) == held
         assert session.stats.sessions_lost == 0

@@ -8,6 +8,7 @@ import logging
 
 from ingest.service import serve
 from ingest.settings import IngestSettings
+from mqttv5 import SessionFailedError
 from thuis.identity import certificate_common_name
 from thuis.settings import MqttClientSettings, SettingsError, load_settings
 
@@ -34,7 +35,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run until SIGTERM or SIGINT; refuse a configuration that is not acceptable (exit 2)."""
+    """Run until SIGTERM; exit 2 on a refused configuration, 1 if the broker cannot give the guarantees."""
     try:
         settings = load_settings(IngestSettings)
         mqtt = load_settings(MqttClientSettings)
@@ -42,5 +43,9 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", err)  # noqa: TRY400 - the reason is the message; a trace would show nothing more
         return 2
     client_id = args.client_id or certificate_common_name(mqtt.cert_file)
-    asyncio.run(serve(settings, mqtt, client_id=client_id, retire=args.retire))
+    try:
+        asyncio.run(serve(settings, mqtt, client_id=client_id, retire=args.retire))
+    except SessionFailedError as err:
+        log.critical("the ingest cannot run: %s", err)
+        return 1
     return 0

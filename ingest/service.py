@@ -20,14 +20,15 @@ from ingest.gateways import GatewayDirectory
 from ingest.receiver import (
     GATEWAY_TOPICS,
     SHARE_GROUP,
-    BrokerRefusedError,
     MqttReceiver,
     ReceivedMessage,
+    client_options,
     shared,
 )
 from ingest.settings import IngestSettings
 from ingest.status import Health, IngestMetrics, StatusServer
 from ingest.writer import BatchResult, BatchWriter, GatewayTraffic
+from mqttv5 import BrokerRefusedError
 from thuis.settings import MqttClientSettings
 
 log = logging.getLogger(__name__)
@@ -117,12 +118,15 @@ class IngestService:
     ) -> None:
         self.settings = settings
         self.retire = retire
-        self.receiver = MqttReceiver(
+        options = client_options(
             mqtt,
             client_id=client_id,
             session_expiry_s=settings.session_expiry_s,
             receive_maximum=settings.receive_maximum,
             maximum_packet_size=settings.max_packet_bytes,
+        )
+        self.receiver = MqttReceiver(
+            options,
             topic_filters=(*_gateway_filters(settings), BROKER_LOG_TOPIC),
             former_filters=_former_gateway_filters(settings),
         )
@@ -131,7 +135,7 @@ class IngestService:
             max_payload_bytes=settings.max_payload_bytes,
         )
         self.totals = IngestTotals()
-        self.metrics = IngestMetrics()
+        self.metrics = IngestMetrics(mqtt=self.receiver.stats)
         self._pool: asyncpg.Pool | None = None
         # Traffic per gateway since the last flush; at most one entry per registered gateway.
         self._traffic: dict[str, GatewayTraffic] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import orjson
@@ -17,6 +17,10 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from mqttv5 import SessionStats
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +33,10 @@ COMMIT_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 class IngestMetrics:
     """The ingest's counters, in a registry of its own so that tests can run several side by side."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, mqtt: SessionStats | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        if mqtt is not None:
+            self.registry.register(MqttSessionCollector(mqtt))
         self.received = Counter(
             "thuis_ingest_messages_received",
             "MQTT messages taken off the receive queue",
@@ -87,6 +93,36 @@ class IngestMetrics:
     def render(self) -> bytes:
         """Return the metrics in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+class MqttSessionCollector(Collector):
+    """The MQTT session's own counts, read when `/metrics` is rendered (they are kept in mqttv5)."""
+
+    def __init__(self, stats: SessionStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """Yield the session's counters."""
+        stats = self._stats
+        yield CounterMetricFamily(
+            "thuis_ingest_mqtt_connections", "Connections the broker accepted", value=stats.connections
+        )
+        yield CounterMetricFamily(
+            "thuis_ingest_mqtt_sessions_lost",
+            "Connections where the broker had lost the session it should have kept (Session Present 0)",
+            value=stats.sessions_lost,
+        )
+        yield CounterMetricFamily(
+            "thuis_ingest_mqtt_sessions_taken_over",
+            "Connections ended by the broker because another client took the session over (0x8E)",
+            value=stats.taken_over,
+        )
+        disconnects = CounterMetricFamily(
+            "thuis_ingest_mqtt_disconnects", "DISCONNECTs from the broker, by reason code", labels=["reason"]
+        )
+        for code, count in sorted(stats.disconnects.items()):
+            disconnects.add_metric([f"0x{code:02X}"], count)
+        yield disconnects
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The few MQTT v5 packets a subscriber needs, encoded and parsed by hand (OASIS MQTT 5.0, chapter 3).
 
-The ingest only connects, subscribes, receives PUBLISH at QoS 0 or 1, acknowledges, pings and
+A subscriber only connects, subscribes, receives PUBLISH at QoS 0 or 1, acknowledges, pings and
 disconnects, so this module covers exactly that. Parsing is incremental: bytes arrive in arbitrary
 chunks from TLS, and `PacketParser.feed` returns every packet they complete.
 """
@@ -9,6 +9,37 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+
+from mqttv5.errors import ProtocolError
+
+__all__ = [
+    "CONNACK",
+    "DISCONNECT",
+    "MAX_VARINT",
+    "PINGREQ_PACKET",
+    "PINGRESP",
+    "PUBACK",
+    "PUBLISH",
+    "SUBACK",
+    "UNSUBACK",
+    "ConnAck",
+    "Disconnect",
+    "Packet",
+    "PacketParser",
+    "Publish",
+    "connect_packet",
+    "disconnect_packet",
+    "encode_string",
+    "encode_varint",
+    "parse_ack_reasons",
+    "parse_connack",
+    "parse_disconnect",
+    "parse_properties",
+    "puback_packet",
+    "read_varint",
+    "subscribe_packet",
+    "unsubscribe_packet",
+]
 
 # Control packet types (the high nibble of the first byte).
 CONNACK = 2
@@ -23,54 +54,15 @@ AUTH = 15
 # Property identifiers this client sends or reads.
 SESSION_EXPIRY_INTERVAL = 0x11
 SERVER_KEEP_ALIVE = 0x13
+SERVER_REFERENCE = 0x1C
 REASON_STRING = 0x1F
 RECEIVE_MAXIMUM = 0x21
+MAXIMUM_QOS = 0x24
 MAXIMUM_PACKET_SIZE = 0x27
 
-PINGREQ_PACKET = b"\xc0\x00"
+PINGREQ_PACKET = b"\xc0\x00"  # 3.12
 MAX_VARINT = 268_435_455
 _PUBACK = struct.Struct(">BBH")
-
-REASONS = {
-    0x00: "success",
-    0x04: "disconnect with will message",
-    0x80: "unspecified error",
-    0x81: "malformed packet",
-    0x82: "protocol error",
-    0x83: "implementation specific error",
-    0x84: "unsupported protocol version",
-    0x85: "client identifier not valid",
-    0x86: "bad user name or password",
-    0x87: "not authorized",
-    0x88: "server unavailable",
-    0x89: "server busy",
-    0x8A: "banned",
-    0x8B: "server shutting down",
-    0x8C: "bad authentication method",
-    0x8D: "keep alive timeout",
-    0x8E: "session taken over",
-    0x8F: "topic filter invalid",
-    0x91: "packet identifier in use",
-    0x93: "receive maximum exceeded",
-    0x95: "packet too large",
-    0x97: "quota exceeded",
-    0x98: "administrative action",
-    0x9C: "use another server",
-    0x9D: "server moved",
-    0x9E: "shared subscriptions not supported",
-    0x9F: "connection rate exceeded",
-    0xA1: "subscription identifiers not supported",
-    0xA2: "wildcard subscriptions not supported",
-}
-
-
-class ProtocolError(Exception):
-    """The broker sent something this client cannot accept; the connection must be dropped."""
-
-
-def reason_text(code: int) -> str:
-    """Return `0x87 not authorized` for a reason code."""
-    return f"0x{code:02X} {REASONS.get(code, 'unknown reason')}"
 
 
 def encode_varint(value: int) -> bytes:
@@ -100,7 +92,11 @@ def _packet(first_byte: int, body: bytes) -> bytes:
 def connect_packet(
     *, client_id: str, keepalive_s: int, session_expiry_s: int, receive_maximum: int, maximum_packet_size: int
 ) -> bytes:
-    """CONNECT with clean start off: the broker keeps the session and its queue while we are away."""
+    """CONNECT (3.1) with Clean Start off (3.1.2.4): the broker keeps the session while we are away.
+
+    Properties: Session Expiry Interval (3.1.2.11.2), Receive Maximum (3.1.2.11.3), Maximum Packet Size
+    (3.1.2.11.4); no Topic Alias Maximum, so the broker may not send topic aliases (3.1.2.11.5).
+    """
     properties = (
         bytes([SESSION_EXPIRY_INTERVAL])
         + session_expiry_s.to_bytes(4, "big")
@@ -122,14 +118,14 @@ def connect_packet(
 
 
 def subscribe_packet(packet_id: int, topic_filters: tuple[str, ...], *, qos: int = 1) -> bytes:
-    """SUBSCRIBE to each filter at `qos`, without retained messages at subscribe time."""
+    """SUBSCRIBE (3.8) to each filter at `qos`, Retain Handling 2: no retained messages (3.8.3.1)."""
     retain_handling_none = 2 << 4
     payload = b"".join(encode_string(f) + bytes([qos | retain_handling_none]) for f in topic_filters)
     return _packet(0x82, packet_id.to_bytes(2, "big") + b"\x00" + payload)
 
 
 def unsubscribe_packet(packet_id: int, topic_filters: tuple[str, ...]) -> bytes:
-    """UNSUBSCRIBE from each filter."""
+    """UNSUBSCRIBE (3.10) from each filter."""
     payload = b"".join(encode_string(f) for f in topic_filters)
     return _packet(0xA2, packet_id.to_bytes(2, "big") + b"\x00" + payload)
 
@@ -140,7 +136,7 @@ def puback_packet(packet_id: int) -> bytes:
 
 
 def disconnect_packet(*, session_expiry_s: int | None = None) -> bytes:
-    """DISCONNECT normally (the will is not sent); optionally change the session expiry on the way out."""
+    """DISCONNECT (3.14) with 0x00, normal; optionally Session Expiry Interval 0 to end the session."""
     if session_expiry_s is None:
         return b"\xe0\x00"
     properties = bytes([SESSION_EXPIRY_INTERVAL]) + session_expiry_s.to_bytes(4, "big")
@@ -149,7 +145,7 @@ def disconnect_packet(*, session_expiry_s: int | None = None) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Publish:
-    """A PUBLISH as received."""
+    """A PUBLISH as received (3.3): topic name, payload, packet identifier, QoS."""
 
     topic: str
     payload: bytes
@@ -159,7 +155,7 @@ class Publish:
 
 @dataclass(frozen=True, slots=True)
 class Packet:
-    """Any other packet: its type, flags and body."""
+    """Any other packet: its type and flags (2.1.2) and its body (variable header and payload)."""
 
     kind: int
     flags: int
@@ -168,16 +164,26 @@ class Packet:
 
 @dataclass(frozen=True, slots=True)
 class ConnAck:
-    """What CONNACK says."""
+    """What CONNACK says (3.2): the session flag, the reason code and the properties a subscriber uses."""
 
     session_present: bool
     reason_code: int
     server_keep_alive: int | None
     reason_string: str | None
+    maximum_qos: int = 2  # absent means the broker supports QoS 2 (3.2.2.3.4)
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """What a broker's DISCONNECT says (3.14): why, and where to go instead (0x9C, 0x9D)."""
+
+    reason_code: int
+    reason_string: str | None = None
+    server_reference: str | None = None
 
 
 def read_varint(data: bytes | bytearray, offset: int) -> tuple[int, int]:
-    """Read a Variable Byte Integer at offset; return (value, offset after it). -1 means incomplete."""
+    """Read a Variable Byte Integer (1.5.5) at offset; return (value, offset after it); -1: incomplete."""
     value = 0
     for index in range(4):
         if offset + index >= len(data):
@@ -190,7 +196,7 @@ def read_varint(data: bytes | bytearray, offset: int) -> tuple[int, int]:
 
 
 class PacketParser:
-    """Split a byte stream into packets, refusing any larger than `maximum_packet_size`."""
+    """Split a byte stream into packets (2.1), refusing any larger than `maximum_packet_size` (3.1.2.11.4)."""
 
     def __init__(self, maximum_packet_size: int) -> None:
         self._buffer = bytearray()
@@ -278,7 +284,7 @@ _FIXED_SIZES = {_BYTE: 1, _TWO: 2, _FOUR: 4}
 
 
 def parse_properties(body: bytes, offset: int) -> tuple[dict[int, int | str | bytes], int]:
-    """Read a property block; keep the properties this client uses, skip the rest. Return (props, end)."""
+    """Read a property block (2.2.2); keep the properties this client uses, skip the rest; (props, end)."""
     length, position = read_varint(body, offset)
     if length < 0:
         raise ProtocolError("truncated properties")
@@ -322,13 +328,19 @@ def parse_connack(packet: Packet) -> ConnAck:
         raise ProtocolError("CONNACK is too short")
     properties, _ = parse_properties(packet.body, 2) if len(packet.body) > 2 else ({}, 2)
     keep_alive = properties.get(SERVER_KEEP_ALIVE)
-    reason = properties.get(REASON_STRING)
+    maximum_qos = properties.get(MAXIMUM_QOS, 2)
     return ConnAck(
         session_present=bool(packet.body[0] & 0x01),
         reason_code=packet.body[1],
         server_keep_alive=keep_alive if isinstance(keep_alive, int) else None,
-        reason_string=reason if isinstance(reason, str) else None,
+        reason_string=_string(properties, REASON_STRING),
+        maximum_qos=maximum_qos if isinstance(maximum_qos, int) else 2,
     )
+
+
+def _string(properties: dict[int, int | str | bytes], identifier: int) -> str | None:
+    value = properties.get(identifier)
+    return value if isinstance(value, str) else None
 
 
 def parse_ack_reasons(packet: Packet) -> tuple[int, list[int]]:
@@ -340,13 +352,13 @@ def parse_ack_reasons(packet: Packet) -> tuple[int, list[int]]:
     return packet_id, list(packet.body[position:])
 
 
-def parse_disconnect(packet: Packet) -> tuple[int, str | None]:
-    """Read a broker's DISCONNECT (3.14): its reason code and reason string."""
+def parse_disconnect(packet: Packet) -> Disconnect:
+    """Read a broker's DISCONNECT (3.14): no body means 0x00, normal disconnection (3.14.2.1)."""
     if not packet.body:
-        return 0, None
-    reason_string = None
-    if len(packet.body) > 1:
-        properties, _ = parse_properties(packet.body, 1)
-        value = properties.get(REASON_STRING)
-        reason_string = value if isinstance(value, str) else None
-    return packet.body[0], reason_string
+        return Disconnect(0)
+    if len(packet.body) == 1:
+        return Disconnect(packet.body[0])
+    properties, _ = parse_properties(packet.body, 1)
+    return Disconnect(
+        packet.body[0], _string(properties, REASON_STRING), _string(properties, SERVER_REFERENCE)
+    )

@@ -4,6 +4,7 @@ pytest_plugins = (
     "tests.fixtures.workspace",
     "tests.fixtures.database",
     "tests.fixtures.broker",
+    "tests.fixtures.publisher",
     "tests.fixtures.ingest",
     "tests.fixtures.portal",
     "tests.fixtures.cleanup",

@@ -8,109 +8,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
-import secrets
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-import ingest.receiver
-from gateway_sim.connection import GatewayConnection
-from gateway_sim.fleet import build_fleet
+import mqttv5.session
 from gateway_sim.gateways import SimGateway
 from ingest.receiver import QUEUE_SLACK, MqttReceiver, ReceivedMessage
-from ops.certs import issue_gateway_certificate
+from mqttv5 import ClientOptions
 from ops.localstack import MosquittoBroker, free_port
-from thuis.identity import INGEST_IDENTITY, client_paths, gateway_paths
-from thuis.settings import MqttClientSettings
+from tests.fixtures.broker import RECEIVE_MAXIMUM
+from tests.fixtures.publisher import Message, Publisher, readings
+from thuis.identity import gateway_paths
 
-RECEIVE_MAXIMUM = 50
-SESSION_EXPIRY_S = 600
 PROMPTLY_S = 1.0
-
-Message = tuple[str, bytes]
-Publisher = Callable[[list[Message]], Coroutine[Any, Any, None]]
-
-
-@pytest.fixture
-def mqtt_settings(broker: MosquittoBroker, certs_dir: Path) -> MqttClientSettings:
-    identity = client_paths(certs_dir, INGEST_IDENTITY)
-    return MqttClientSettings(
-        host="localhost",
-        port=broker.port,
-        ca_file=certs_dir / "ca.crt",
-        cert_file=identity.cert,
-        key_file=identity.key,
-    )
-
-
-@pytest.fixture
-def gateway(certs_dir: Path) -> SimGateway:
-    (gateway,) = build_fleet(benext=1, maxem=0, prefix=f"rcv{secrets.token_hex(3)}")
-    issue_gateway_certificate(certs_dir, gateway.serial)
-    return gateway
-
-
-@pytest.fixture
-def publish(gateway: SimGateway, broker: MosquittoBroker, certs_dir: Path) -> Publisher:
-    """Publish at QoS 1 as the gateway, in a thread, and wait until the broker has acknowledged each one."""
-
-    def publish_all(messages: list[Message]) -> None:
-        reason_codes: list[int] = []
-        with GatewayConnection(
-            gateway,
-            host="localhost",
-            port=broker.port,
-            certs_dir=certs_dir,
-            max_outstanding=200,
-            announce=False,  # no status messages: the receiver gets exactly what a test publishes
-        ) as connection:
-            for topic, payload in messages:
-                connection.submit(topic, payload, reason_codes.append)
-            assert connection.wait_for_acks(30)
-        assert len(reason_codes) == len(messages)
-        assert all(code < 0x80 for code in reason_codes), reason_codes
-
-    async def run(messages: list[Message]) -> None:
-        await asyncio.to_thread(publish_all, messages)
-
-    return run
-
-
-def readings(gateway: SimGateway, count: int, *, first: int = 0) -> list[Message]:
-    return [
-        (f"benext/{gateway.serial}/nodes/{i % 7}", f"reading {i}".encode())
-        for i in range(first, first + count)
-    ]
 
 
 def as_sent(messages: list[ReceivedMessage]) -> list[Message]:
     return [(message.topic, message.payload) for message in messages]
 
 
-def receiver_for(settings: MqttClientSettings, *, receive_maximum: int = RECEIVE_MAXIMUM) -> MqttReceiver:
+def receiver_for(options: ClientOptions, *, receive_maximum: int = RECEIVE_MAXIMUM) -> MqttReceiver:
     # The broker takes the client id from the certificate's CN, so every receiver here resumes one session.
-    return MqttReceiver(
-        settings,
-        client_id=INGEST_IDENTITY,
-        session_expiry_s=SESSION_EXPIRY_S,
-        receive_maximum=receive_maximum,
-        maximum_packet_size=1 << 20,
-    )
+    return MqttReceiver(dataclasses.replace(options, receive_maximum=receive_maximum))
 
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: MqttClientSettings, *, receive_maximum: int = RECEIVE_MAXIMUM
+    options: ClientOptions, *, receive_maximum: int = RECEIVE_MAXIMUM
 ) -> AsyncIterator[MqttReceiver]:
-    receiver = receiver_for(settings, receive_maximum=receive_maximum)
+    receiver = receiver_for(options, receive_maximum=receive_maximum)
     receiver.start()
     try:
         await asyncio.wait_for(receiver.subscribed.wait(), 10)
@@ -150,10 +85,10 @@ async def restart(broker: MosquittoBroker, receiver: MqttReceiver) -> None:
 
 
 async def test_qos_1_messages_arrive_with_their_topic_payload_and_qos(
-    mqtt_settings: MqttClientSettings, gateway: SimGateway, publish: Publisher
+    mqtt_options: ClientOptions, gateway: SimGateway, publish: Publisher
 ):
     sent = readings(gateway, 5)
-    async with running(mqtt_settings) as receiver:
+    async with running(mqtt_options) as receiver:
         before = dt.datetime.now(dt.UTC)
         await publish(sent)
         received = await receive(receiver, 5)
@@ -168,15 +103,15 @@ async def test_qos_1_messages_arrive_with_their_topic_payload_and_qos(
 
 
 async def test_unacknowledged_messages_come_again_after_a_reconnect_and_acknowledged_ones_do_not(
-    mqtt_settings: MqttClientSettings, gateway: SimGateway, publish: Publisher
+    mqtt_options: ClientOptions, gateway: SimGateway, publish: Publisher
 ):
     sent = readings(gateway, 6)
-    async with running(mqtt_settings) as receiver:
+    async with running(mqtt_options) as receiver:
         await publish(sent)
         received = await receive(receiver, 6)
         assert receiver.ack(received[:3]) == 3
 
-    async with running(mqtt_settings) as receiver:
+    async with running(mqtt_options) as receiver:
         again = await receive(receiver, 3)
         assert as_sent(again) == sent[3:]
         assert receiver.ack(again) == 3
@@ -189,13 +124,13 @@ async def test_unacknowledged_messages_come_again_after_a_reconnect_and_acknowle
 
 
 async def test_acknowledging_a_message_of_an_earlier_connection_sends_nothing(
-    mqtt_settings: MqttClientSettings,
+    mqtt_options: ClientOptions,
     gateway: SimGateway,
     publish: Publisher,
     broker: MosquittoBroker,
 ):
     sent = readings(gateway, 3)
-    async with running(mqtt_settings) as receiver:
+    async with running(mqtt_options) as receiver:
         await publish(sent)
         first_delivery = await receive(receiver, 3)
         await restart(broker, receiver)
@@ -207,31 +142,31 @@ async def test_acknowledging_a_message_of_an_earlier_connection_sends_nothing(
         assert receiver.ack(first_delivery) == 0
 
     # Had the stale acknowledgements been sent, the broker would have forgotten the messages.
-    async with running(mqtt_settings) as receiver:
+    async with running(mqtt_options) as receiver:
         third_delivery = await receive(receiver, 3)
         assert as_sent(third_delivery) == sent
         assert receiver.ack(third_delivery) == 3
 
 
 async def test_the_session_keeps_what_is_published_while_the_receiver_is_away(
-    mqtt_settings: MqttClientSettings, gateway: SimGateway, publish: Publisher
+    mqtt_options: ClientOptions, gateway: SimGateway, publish: Publisher
 ):
-    async with running(mqtt_settings):
+    async with running(mqtt_options):
         pass  # the session and its subscription now exist at the broker
     sent = readings(gateway, 20)
     await publish(sent)
-    async with running(mqtt_settings) as receiver:
+    async with running(mqtt_options) as receiver:
         received = await receive(receiver, 20)
         assert as_sent(received) == sent
         assert receiver.ack(received) == 20
 
 
 async def test_the_queue_holds_no_more_than_the_receive_maximum_while_thousands_wait_at_the_broker(
-    mqtt_settings: MqttClientSettings, gateway: SimGateway, publish: Publisher
+    mqtt_options: ClientOptions, gateway: SimGateway, publish: Publisher
 ):
     window = 20
     sent = readings(gateway, 2000)
-    async with running(mqtt_settings, receive_maximum=window) as receiver:
+    async with running(mqtt_options, receive_maximum=window) as receiver:
         publishing = asyncio.create_task(publish(sent))
         depths = []
         while not publishing.done():
@@ -250,14 +185,14 @@ async def test_the_queue_holds_no_more_than_the_receive_maximum_while_thousands_
 
 
 async def test_a_full_queue_does_not_make_the_receiver_drop_a_healthy_connection(
-    mqtt_settings: MqttClientSettings, gateway: SimGateway, broker: MosquittoBroker, certs_dir: Path
+    mqtt_options: ClientOptions, gateway: SimGateway, broker: MosquittoBroker, certs_dir: Path
 ):
     # QoS 0 messages are not bounded by the Receive Maximum: the receiver stops reading once its queue is
     # full. The broker's PINGRESPs then wait unread, which must not pass for a silent broker.
     keepalive_s = 1
     sent = readings(gateway, 2000)
-    settings = mqtt_settings.model_copy(update={"keepalive_s": keepalive_s})
-    async with running(settings, receive_maximum=5) as receiver:
+    options = dataclasses.replace(mqtt_options, keepalive_s=keepalive_s)
+    async with running(options, receive_maximum=5) as receiver:
         await asyncio.to_thread(publish_at_qos_0, gateway, broker, certs_dir, sent)
         limit = 5 + QUEUE_SLACK
         await until(lambda: receiver.queued() >= limit, what="a full queue")
@@ -271,21 +206,14 @@ async def test_a_full_queue_does_not_make_the_receiver_drop_a_healthy_connection
 
 
 async def test_the_queue_holds_a_bounded_number_of_bytes_whatever_the_message_count(
-    mqtt_settings: MqttClientSettings, gateway: SimGateway, publish: Publisher
+    mqtt_options: ClientOptions, gateway: SimGateway, publish: Publisher
 ):
     # A window of 2,000 messages of 100 KiB would be 200 MB; the byte limit pauses reading long before.
     limit = 1024 * 1024
     one_read = 256 * 1024  # what a single read from the TLS socket can add beyond the limit
     payload = b"x" * (100 * 1024)
     sent = [(f"benext/{gateway.serial}/nodes/{i % 7 + 1}", payload + str(i).encode()) for i in range(60)]
-    receiver = MqttReceiver(
-        mqtt_settings,
-        client_id=INGEST_IDENTITY,
-        session_expiry_s=SESSION_EXPIRY_S,
-        receive_maximum=2000,
-        maximum_packet_size=1 << 20,
-        max_queued_bytes=limit,
-    )
+    receiver = MqttReceiver(dataclasses.replace(mqtt_options, receive_maximum=2000), max_queued_bytes=limit)
     receiver.start()
     try:
         await asyncio.wait_for(receiver.subscribed.wait(), 10)
@@ -327,12 +255,12 @@ def publish_at_qos_0(
 
 
 async def test_the_receiver_reconnects_and_resubscribes_after_the_broker_restarts(
-    mqtt_settings: MqttClientSettings,
+    mqtt_options: ClientOptions,
     gateway: SimGateway,
     publish: Publisher,
     broker: MosquittoBroker,
 ):
-    async with running(mqtt_settings) as receiver:
+    async with running(mqtt_options) as receiver:
         await restart(broker, receiver)
         await asyncio.wait_for(receiver.subscribed.wait(), 10)
         assert receiver.connected.is_set()
@@ -345,22 +273,22 @@ async def test_the_receiver_reconnects_and_resubscribes_after_the_broker_restart
 
 
 async def test_unsubscribing_stops_delivery(
-    mqtt_settings: MqttClientSettings, gateway: SimGateway, publish: Publisher
+    mqtt_options: ClientOptions, gateway: SimGateway, publish: Publisher
 ):
-    async with running(mqtt_settings) as receiver:
+    async with running(mqtt_options) as receiver:
         await receiver.unsubscribe()
         await publish(readings(gateway, 3))
     # Subscribed again: had the broker kept the subscription, the three would come before this one.
-    async with running(mqtt_settings) as receiver:
+    async with running(mqtt_options) as receiver:
         sentinel = readings(gateway, 1, first=100)
         await publish(sentinel)
         assert as_sent(await receive(receiver, 1)) == sentinel
 
 
 async def test_stop_returns_promptly_once_the_broker_is_gone(
-    mqtt_settings: MqttClientSettings, broker: MosquittoBroker
+    mqtt_options: ClientOptions, broker: MosquittoBroker
 ):
-    receiver = receiver_for(mqtt_settings)
+    receiver = receiver_for(mqtt_options)
     receiver.start()
     await asyncio.wait_for(receiver.subscribed.wait(), 10)
     await asyncio.to_thread(broker.stop)
@@ -371,9 +299,9 @@ async def test_stop_returns_promptly_once_the_broker_is_gone(
 
 
 async def test_stop_returns_promptly_when_the_broker_refuses_connections(
-    mqtt_settings: MqttClientSettings, caplog: pytest.LogCaptureFixture
+    mqtt_options: ClientOptions, caplog: pytest.LogCaptureFixture
 ):
-    receiver = receiver_for(mqtt_settings.model_copy(update={"port": free_port()}))
+    receiver = receiver_for(dataclasses.replace(mqtt_options, port=free_port()))
     receiver.start()
     await until(lambda: "broker connection failed" in caplog.text, what="a refused connection")
     started = time.monotonic()
@@ -382,7 +310,7 @@ async def test_stop_returns_promptly_when_the_broker_refuses_connections(
     assert not receiver.connected.is_set()
 
 
-async def test_stop_returns_promptly_when_the_broker_never_answers(mqtt_settings: MqttClientSettings):
+async def test_stop_returns_promptly_when_the_broker_never_answers(mqtt_options: ClientOptions):
     accepted = asyncio.Event()
     held: list[asyncio.StreamWriter] = []
 
@@ -393,7 +321,7 @@ async def test_stop_returns_promptly_when_the_broker_never_answers(mqtt_settings
     server = await asyncio.start_server(hold, "localhost", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        receiver = receiver_for(mqtt_settings.model_copy(update={"port": port}))
+        receiver = receiver_for(dataclasses.replace(mqtt_options, port=port))
         receiver.start()
         await asyncio.wait_for(accepted.wait(), 5)  # the receiver now waits for a TLS handshake
         started = time.monotonic()
@@ -408,10 +336,10 @@ async def test_stop_returns_promptly_when_the_broker_never_answers(mqtt_settings
 
 
 async def test_stop_drops_the_connection_of_a_broker_that_hangs_and_can_be_called_again(
-    mqtt_settings: MqttClientSettings, broker: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
+    mqtt_options: ClientOptions, broker: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(ingest.receiver, "STOP_TIMEOUT_S", 0.5)
-    receiver = receiver_for(mqtt_settings)
+    monkeypatch.setattr(mqttv5.session, "STOP_TIMEOUT_S", 0.5)
+    receiver = receiver_for(mqtt_options)
     receiver.start()
     await asyncio.wait_for(receiver.subscribed.wait(), 10)
     assert connections_to(broker.port) == 1
@@ -446,3 +374,33 @@ def connections_to(port: int) -> int:
             if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
                 count += 1
     return count
+
+
+async def test_a_lost_session_keeps_the_queued_messages_since_the_broker_will_not_send_them_again(
+    mqtt_options: ClientOptions,
+    gateway: SimGateway,
+    publish: Publisher,
+    broker: MosquittoBroker,
+    caplog: pytest.LogCaptureFixture,
+):
+    sent = readings(gateway, 4)
+    async with running(mqtt_options) as receiver:
+        await publish(sent)
+        await until(lambda: receiver.queued() == 4, what="four queued messages")
+        # The broker crashes and comes back without its persistence file: it has forgotten the session
+        # and the four messages. Dropping them from the queue, as on a resumed session, would lose them.
+        await asyncio.to_thread(broker.stop, signal.SIGKILL)
+        (broker.data_dir / "mosquitto.db").unlink(missing_ok=True)
+        await until(lambda: not receiver.connected.is_set(), what="the receiver to notice")
+        await asyncio.to_thread(broker.start)
+        await asyncio.wait_for(receiver.subscribed.wait(), 10)
+        assert receiver.stats.sessions_lost == 1
+        assert "keeping 4 queued messages of the previous connection" in caplog.text
+        kept = await receive(receiver, 4)
+        assert as_sent(kept) == sent
+        assert {message.connection for message in kept} == {1}
+        assert receiver.ack(kept) == 0  # the broker has forgotten them: nothing to acknowledge
+        # And the subscription was made again on the new connection.
+        sentinel = readings(gateway, 1, first=100)
+        await publish(sentinel)
+        assert as_sent(await receive(receiver, 1)) == sentinel

@@ -32,9 +32,9 @@ from mqttv5.codec import (
     SUBACK,
     UNSUBACK,
     ConnAck,
+    Disconnect,
     Packet,
     PacketParser,
-    ProtocolError,
     Publish,
     connect_packet,
     disconnect_packet,
@@ -46,10 +46,11 @@ from mqttv5.codec import (
     parse_properties,
     puback_packet,
     read_varint,
-    reason_text,
     subscribe_packet,
     unsubscribe_packet,
 )
+from mqttv5.errors import ProtocolError
+from mqttv5.reason_codes import reason_text
 from ops.localstack import MosquittoBroker
 from thuis.identity import INGEST_IDENTITY, client_paths
 
@@ -599,8 +600,14 @@ def test_connack_reads_the_session_flag_reason_and_properties():
     )
     connack = parse_connack(Packet(CONNACK, 0, b"\x01\x00" + properties))
     assert connack == ConnAck(
-        session_present=True, reason_code=0, server_keep_alive=45, reason_string="welcome"
+        session_present=True, reason_code=0, server_keep_alive=45, reason_string="welcome", maximum_qos=1
     )
+
+
+def test_connack_without_a_maximum_qos_means_qos_2():
+    # 3.2.2.3.4: "If the Maximum QoS is absent, the Client uses a Maximum QoS of 2."
+    assert parse_connack(Packet(CONNACK, 0, b"\x00\x00" + property_block([(0x21, 20)]))).maximum_qos == 2
+    assert parse_connack(Packet(CONNACK, 0, b"\x00\x00" + property_block([(0x24, 0)]))).maximum_qos == 0
 
 
 def test_connack_without_properties_and_a_refusal():
@@ -618,12 +625,16 @@ def test_suback_and_unsuback_give_the_packet_id_and_a_reason_per_filter():
         parse_ack_reasons(Packet(SUBACK, 0, b"\x00\x07"))
 
 
-def test_disconnect_gives_the_reason_code_and_string():
-    assert parse_disconnect(Packet(DISCONNECT, 0, b"")) == (0, None)
-    assert parse_disconnect(Packet(DISCONNECT, 0, b"\x8e")) == (0x8E, None)
-    assert parse_disconnect(Packet(DISCONNECT, 0, b"\x8b\x00")) == (0x8B, None)
-    body = b"\x98" + property_block([(0x1F, "kicked by the operator"), (0x1C, "other.example")])
-    assert parse_disconnect(Packet(DISCONNECT, 0, body)) == (0x98, "kicked by the operator")
+def test_disconnect_gives_the_reason_code_string_and_server_reference():
+    # 3.14.2.1: a Remaining Length of 0 means 0x00 (normal disconnection); 1 means no properties.
+    assert parse_disconnect(Packet(DISCONNECT, 0, b"")) == Disconnect(0)
+    assert parse_disconnect(Packet(DISCONNECT, 0, b"\x8e")) == Disconnect(0x8E)
+    assert parse_disconnect(Packet(DISCONNECT, 0, b"\x8b\x00")) == Disconnect(0x8B)
+    body = b"\x98" + property_block([(0x1F, "kicked by the operator"), (0x26, ("k", "v"))])
+    assert parse_disconnect(Packet(DISCONNECT, 0, body)) == Disconnect(0x98, "kicked by the operator")
+    # 3.14.2.2.5: Server Reference, with 0x9C (use another server) or 0x9D (server moved).
+    moved = b"\x9d" + property_block([(0x1C, "other.example:8883"), (0x1F, "moved")])
+    assert parse_disconnect(Packet(DISCONNECT, 0, moved)) == Disconnect(0x9D, "moved", "other.example:8883")
 
 
 def test_reason_codes_read_as_text():

@@ -29,6 +29,8 @@ from ingest.settings import IngestSettings
 from ingest.status import Health, IngestMetrics, StatusServer
 from ingest.writer import BatchResult, BatchWriter, GatewayTraffic
 from mqttv5 import BrokerRefusedError
+from thuis.backoff import DATABASE_ERRORS, Backoff
+from thuis.db import create_pool
 from thuis.settings import MqttClientSettings
 
 log = logging.getLogger(__name__)
@@ -43,18 +45,12 @@ HEALTH_CHECK_TIMEOUT_S = 2.0
 TRAFFIC_FLUSH_TIMEOUT_S = 10.0
 # A retiring worker stops once nothing more has come for this long after it left the subscription.
 RETIRE_IDLE_S = 2.0
-RETRY_DELAYS_S = (0.5, 1.0, 2.0, 5.0)
+# Waiting for the database: from half a second up to 5 s, with jitter, so that ingest workers that lost the
+# database together do not all come back at the same moment (thuis/backoff.py).
+RETRY_INITIAL_S, RETRY_MAX_S, RETRY_MULTIPLIER = 0.5, 5.0, 2.0
 STATS_INTERVAL_S = 10.0
-# What "the database is unavailable" looks like from asyncpg. InternalClientError comes from a
-# connection the server has just ended (a restart, pg_terminate_backend) when asyncpg is asked to run
-# a statement on it before it has noticed (MagicStack/asyncpg#784): it is a lost connection too.
-DATABASE_UNAVAILABLE = (
-    OSError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    TimeoutError,
-)
+# What "the database is unavailable" looks like from asyncpg (thuis/backoff.py says why each).
+DATABASE_UNAVAILABLE = DATABASE_ERRORS
 
 
 @dataclass
@@ -85,14 +81,20 @@ async def stop_requested_within(stopping: asyncio.Event, delay_s: float) -> bool
     return stopping.is_set()
 
 
+def retry_policy() -> Backoff:
+    """Return a fresh policy for waiting on the database."""
+    return Backoff(RETRY_INITIAL_S, RETRY_MAX_S, RETRY_MULTIPLIER)
+
+
 @contextlib.asynccontextmanager
 async def open_pool(settings: IngestSettings, stopping: asyncio.Event) -> AsyncIterator[asyncpg.Pool]:
     """Open the database pool, waiting for the database to come up; close it on the way out."""
-    delays = iter(RETRY_DELAYS_S)
+    policy = retry_policy()
     while True:
         try:
-            pool = await asyncpg.create_pool(
+            pool = await create_pool(
                 settings.database_url.get_secret_value(),
+                application_name="thuis-ingest",
                 min_size=1,
                 # One connection per batch in flight, and one for lookups and health checks.
                 max_size=max(settings.database_pool_size, settings.commit_pipeline + 1),
@@ -100,7 +102,7 @@ async def open_pool(settings: IngestSettings, stopping: asyncio.Event) -> AsyncI
             )
             break
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
-            delay = next(delays, RETRY_DELAYS_S[-1])
+            delay = policy.next_delay()
             log.warning("database not reachable (%s); retrying in %.1f s", type(err).__name__, delay)
             if await stop_requested_within(stopping, delay):
                 raise StoppedWhileWaitingError from None
@@ -279,7 +281,7 @@ class IngestService:
     async def _commit(self, pool: asyncpg.Pool, batch: list[ReceivedMessage]) -> BatchResult | None:
         """Commit a batch, retrying while the database is unavailable; None if stopped before it could."""
         metrics = self.metrics
-        delays = iter(RETRY_DELAYS_S)
+        policy = retry_policy()
         failures = 0
         while True:
             try:
@@ -307,7 +309,7 @@ class IngestService:
                     continue
                 metrics.database_reachable.set(0)
                 failures += 1
-                delay = next(delays, RETRY_DELAYS_S[-1])
+                delay = policy.next_delay()
                 log.warning(
                     "database write failed (%s: %s); retrying in %.1f s", type(err).__name__, err, delay
                 )

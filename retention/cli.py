@@ -17,7 +17,7 @@ from retention.settings import RetentionSettings
 from retention.worker import run_retention
 from thuis.backoff import DATABASE_ERRORS, serve_with_reconnect, stop_on_signals
 from thuis.catalogue import Catalogue, CatalogueError, check_schema, load_catalogue
-from thuis.db import Connection
+from thuis.db import Connection, connect
 from thuis.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def _docs(catalogue: Catalogue, *, write: bool) -> int:
 
 async def _once(settings: RetentionSettings, catalogue: Catalogue, args: argparse.Namespace) -> None:
     """Run `run`, `report` or `check` on one connection, once the database passed the catalogue's check."""
-    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    conn = await connect(settings.database_url.get_secret_value(), application_name="thuis retention")
     try:
         await check_schema(conn, catalogue)
         await _ACTIONS[args.retention_action](conn, catalogue, args)

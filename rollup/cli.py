@@ -12,6 +12,7 @@ import asyncpg
 from rollup.settings import RollupSettings
 from rollup.worker import Recheck, count_pending, drain_pending
 from thuis.backoff import DATABASE_ERRORS, serve_with_reconnect, stop_on_signals
+from thuis.db import connect
 from thuis.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run_once(settings: RollupSettings) -> None:
-    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    conn = await connect(settings.database_url.get_secret_value(), application_name="thuis rollup")
     try:
         result = await drain_pending(conn, batch_hours=settings.rollup_batch_hours)
         print(  # noqa: T201 - the command's output

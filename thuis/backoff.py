@@ -14,6 +14,7 @@ from typing import Self
 import asyncpg
 from pydantic import Field, model_validator
 
+from thuis.db import connect
 from thuis.settings import ThuisSettings
 
 log = logging.getLogger(__name__)
@@ -152,9 +153,7 @@ async def _connect_unless_stopping(
 ) -> asyncpg.Connection | None:
     """Connect, or give up and return None once `stopping` is set."""
     connecting = asyncio.ensure_future(
-        asyncpg.connect(
-            url, timeout=CONNECT_TIMEOUT_S, server_settings={"application_name": application_name}
-        )
+        connect(url, application_name=application_name, timeout_s=CONNECT_TIMEOUT_S)
     )
     stop = asyncio.ensure_future(stopping.wait())
     await asyncio.wait({connecting, stop}, return_when=asyncio.FIRST_COMPLETED)

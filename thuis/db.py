@@ -26,10 +26,17 @@ def session_settings(application_name: str) -> dict[str, str]:
     return {"TimeZone": "UTC", "application_name": application_name}
 
 
+async def connect(database_url: str, *, application_name: str, timeout_s: float = 60.0) -> asyncpg.Connection:
+    """Open one asyncpg connection with the session settings; the caller closes it."""
+    return await asyncpg.connect(
+        database_url, timeout=timeout_s, server_settings=session_settings(application_name)
+    )
+
+
 @asynccontextmanager
 async def connection(database_url: str, *, application_name: str) -> AsyncIterator[asyncpg.Connection]:
     """Open one asyncpg connection for a command or a worker, and close it whatever happens."""
-    conn = await asyncpg.connect(database_url, server_settings=session_settings(application_name))
+    conn = await connect(database_url, application_name=application_name)
     try:
         yield conn
     finally:

@@ -19,6 +19,7 @@ from typing import IO
 from urllib.parse import quote
 
 from psycopg import sql
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ops import queries
 from thuis.db import connect_sync
@@ -26,7 +27,16 @@ from thuis.identity import MAX_INGEST_WORKERS, broker_paths, ingest_identity
 
 log = logging.getLogger(__name__)
 
-PG_MAJOR = os.environ.get("THUIS_PG_MAJOR", "15")
+
+class LocalStackSettings(BaseSettings):
+    """Which PostgreSQL the local stack and the tests run (THUIS_PG_MAJOR): the machine's own, 15."""
+
+    model_config = SettingsConfigDict(env_prefix="THUIS_", extra="ignore")
+
+    pg_major: str = "15"
+
+
+PG_MAJOR = LocalStackSettings().pg_major
 PG_BIN = Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
 MOSQUITTO_TEMPLATE = DEPLOY_DIR / "mosquitto" / "mosquitto.conf.template"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from thuis import queries
 from thuis.db import Connection
 
 CATALOGUE_FILE = Path(__file__).resolve().parent / "policies.toml"
@@ -43,21 +44,6 @@ _FIELDS = {
     "on_erasure",
 }
 _REQUIRED = _FIELDS - {"time_column", "on_erasure"}
-# The tables of the public schema (TimescaleDB's own live in other schemas) with their columns, and the
-# chunk interval of those that are hypertables: all check_schema needs, in two statements.
-COLUMNS_IN_SCHEMA = """
-SELECT c.relname, array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attnum > 0)
-FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
-GROUP BY c.relname
-ORDER BY 1
-"""
-CHUNK_INTERVALS = """
-SELECT hypertable_name::text, time_interval FROM timescaledb_information.dimensions
-WHERE hypertable_schema = 'public' AND dimension_number = 1
-"""
 
 
 class CatalogueError(Exception):
@@ -268,8 +254,8 @@ class Schema:
 
 async def read_schema(conn: Connection) -> Schema:
     """Read the tables, their columns and the hypertables' chunk intervals of the public schema."""
-    columns = {row[0]: frozenset(row[1] or ()) for row in await conn.fetch(COLUMNS_IN_SCHEMA)}
-    intervals = {row[0]: row[1] for row in await conn.fetch(CHUNK_INTERVALS)}
+    columns = {row[0]: frozenset(row[1] or ()) for row in await conn.fetch(queries.COLUMNS_IN_SCHEMA)}
+    intervals = {row[0]: row[1] for row in await conn.fetch(queries.CHUNK_INTERVALS)}
     return Schema(columns, intervals)
 
 

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from tests.fixtures.database import Database
 from tests.support import wait_for
-from tests.thuis.serving import FAST_RECONNECT, ServeProcess, database_outage, with_password
+from tests.thuis.serving import FAST_RECONNECT, ServeProcess, database_outage
 
 GATEWAY = "BNX-OUTAGE"
 
@@ -102,38 +98,3 @@ async def test_serve_survives_a_database_outage_and_records_the_next_run(databas
 async def _at_least(database: Database, *, runs: int, events: int) -> bool:
     recorded, left = await runs_and_events(database)
     return recorded >= runs and left == events
-
-
-def retention_command(*args: str, environment: str, url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli", "retention", *args],
-        env={**os.environ, "THUIS_ENVIRONMENT": environment, "THUIS_DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-
-
-@pytest.mark.parametrize("action", ["run", "serve", "report", "check"])
-def test_a_placeholder_password_is_refused_in_production(database: Database, action: str):
-    placeholder = with_password(database.retention_url, "changeme")
-    refused = retention_command(action, environment="production", url=placeholder)
-    assert refused.returncode == 2, refused.stderr
-    assert "THUIS_DATABASE_URL carries a placeholder password; set a real secret" in refused.stderr
-    assert "changeme" not in refused.stderr
-    # The same placeholder on the command line, with a good URL in the environment, is refused too.
-    overridden = retention_command(
-        action, "--database-url", placeholder, environment="production", url=database.retention_url
-    )
-    assert overridden.returncode == 2, overridden.stderr
-    assert "placeholder password" in overridden.stderr
-
-
-def test_a_placeholder_password_passes_the_settings_in_development(database: Database):
-    # Outside production the settings let it through; the database then refuses the wrong password.
-    result = retention_command(
-        "check", environment="development", url=with_password(database.retention_url, "changeme")
-    )
-    assert result.returncode == 1, result.stderr
-    assert "password authentication failed" in result.stderr

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import subprocess
-import sys
 from pathlib import Path
-
-import pytest
 
 from tests.fixtures.database import Database
 from tests.rollup.test_rollups import (
@@ -22,7 +17,7 @@ from tests.rollup.test_rollups import (
     readings,
 )
 from tests.support import wait_for
-from tests.thuis.serving import FAST_RECONNECT, ServeProcess, database_outage, with_password
+from tests.thuis.serving import FAST_RECONNECT, ServeProcess, database_outage
 
 UTC = dt.UTC
 
@@ -66,37 +61,3 @@ async def test_serve_survives_a_database_outage_and_drains_what_came_in_meanwhil
 
 async def _drained(database: Database) -> bool:
     return await pending(database) == 0
-
-
-def rollup_command(*args: str, environment: str, url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli", "rollup", *args],
-        env={**os.environ, "THUIS_ENVIRONMENT": environment, "THUIS_DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-
-
-@pytest.mark.parametrize("action", ["run", "serve"])
-def test_a_placeholder_password_is_refused_in_production(database: Database, action: str):
-    placeholder = with_password(database.rollup_url, "changethis")
-    refused = rollup_command(action, environment="production", url=placeholder)
-    assert refused.returncode == 2, refused.stderr
-    assert "THUIS_DATABASE_URL carries a placeholder password; set a real secret" in refused.stderr
-    assert "changethis" not in refused.stderr
-    # The same placeholder on the command line, with a good URL in the environment, is refused too.
-    overridden = rollup_command(
-        action, "--database-url", placeholder, environment="production", url=database.rollup_url
-    )
-    assert overridden.returncode == 2, overridden.stderr
-    assert "placeholder password" in overridden.stderr
-
-
-def test_a_placeholder_password_passes_the_settings_in_development(database: Database):
-    # Outside production the settings let it through; the database then refuses the wrong password.
-    placeholder = with_password(database.rollup_url, "changethis")
-    result = rollup_command("run", environment="development", url=placeholder)
-    assert result.returncode == 1, result.stderr
-    assert "password authentication failed" in result.stderr

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from privacy.keys.crypto import new_keyring, write_keyring
+from tests.fixtures.database import Database
+from tests.thuis.serving import with_password
 
 # A secret of each kind a process is given, each one recognisable in any output.
 DATABASE_PASSWORD = "postgres"  # a placeholder: refused outside development and test
@@ -21,7 +23,11 @@ COMMANDS = [
     ["ingest"],
     ["api"],
     ["rollup", "run"],
+    ["rollup", "serve"],
     ["retention", "run"],
+    ["retention", "serve"],
+    ["retention", "report"],
+    ["retention", "check"],
     ["migrate"],
     ["users", "own", "1", "somebody"],
     ["keys", "status"],
@@ -67,6 +73,41 @@ def test_a_placeholder_database_password_is_refused_without_repeating_any_secret
     assert "Traceback" not in output
     for secret in SECRETS:
         assert secret not in output, (secret, output)
+
+
+# Every command that takes --database-url: the same placeholder given there is refused as well.
+OVERRIDABLE = [c for c in COMMANDS if c[0] not in ("ingest", "api")]
+
+
+@pytest.mark.parametrize("command", OVERRIDABLE, ids=lambda c: " ".join(c[:2]))
+def test_a_placeholder_on_the_command_line_is_refused_like_one_in_the_environment(
+    command: list[str], tmp_path: Path
+):
+    keyring = tmp_path / "keyring.toml"
+    write_keyring(keyring, new_keyring("test-1"))
+    good = "postgresql://thuis_api:a-real-password-5b6c@localhost/thuis"
+    result = run(
+        [*command, "--database-url", DATABASE_URL],
+        THUIS_ENVIRONMENT="production",
+        THUIS_DATABASE_URL=good,
+        THUIS_KEYRING_FILE=str(keyring),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "THUIS_DATABASE_URL carries a placeholder password" in output
+    for secret in (*SECRETS, "a-real-password-5b6c"):
+        assert secret not in output, (secret, output)
+
+
+@pytest.mark.parametrize("command", [["rollup", "run"], ["retention", "check"]], ids=" ".join)
+def test_outside_production_a_placeholder_passes_the_settings_and_the_database_refuses_it(
+    database: Database, command: list[str]
+):
+    url = with_password(database.rollup_url if command[0] == "rollup" else database.retention_url, "changeme")
+    result = run(command, THUIS_ENVIRONMENT="development", THUIS_DATABASE_URL=url)
+    assert result.returncode == 1, result.stderr
+    assert "password authentication failed" in result.stderr
+    assert "changeme" not in result.stderr
 
 
 def test_a_secret_that_is_itself_refused_is_named_but_not_shown():

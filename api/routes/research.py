@@ -1,30 +1,41 @@
-"""Research exports: a researcher asks for one and receives it streamed; past exports and their manifests."""
+"""Research: projects and budgets (the privacy officer), releases streamed to researchers, past releases."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from api.deps import ConnDep, PoolDep, Researcher, require_role
+from api.deps import ConnDep, Id, PoolDep, PrivacyOfficer, Researcher, require_role
 from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
-from api.problems import PROBLEM_RESPONSES, Problem
-from api.schemas.research import ExportBody, ExportPage, ExportRecord
-from api.security import Principal
-from privacy.research.export import list_exports, prepare_export
-from privacy.research.request import (
-    ExportRefusedError,
-    ExportRequest,
+from api.problems import PROBLEM_RESPONSES
+from api.schemas.research import (
+    Budget,
+    GrantBody,
+    LedgerEntry,
+    MemberBody,
+    Preview,
+    ProjectBody,
+    ReleaseBody,
+    ReleasePage,
+    ResearchProject,
 )
+from api.security import Principal
+from api.services import research
+from privacy.research.release import prepare_release
+
+router = APIRouter(prefix="/api/v1/research", responses=PROBLEM_RESPONSES, tags=["research"])
+
+# The privacy officer oversees research (every project, ledger and record) but does not pull data.
+Overseer = Annotated[Principal, require_role("researcher", "privacy_officer")]
 
 
 class _ArchiveResponse(StreamingResponse):
-    """A streamed archive that ends its export and gives back the connection however the stream ended.
+    """A streamed archive that ends its release and gives back the connection however the stream ended.
 
     A client that goes away cancels the stream (even before it starts); the cleanup runs after it, shielded.
     """
@@ -43,40 +54,72 @@ class _ArchiveResponse(StreamingResponse):
                 await self._on_close()
 
 
-router = APIRouter(prefix="/api/v1/research", responses=PROBLEM_RESPONSES, tags=["research"])
+@router.get("/projects", summary="Research projects: a researcher's own, or all (privacy officer)")
+async def list_projects(principal: Overseer, conn: ConnDep) -> list[ResearchProject]:
+    """Return the projects with their release geography and budget left."""
+    return await research.projects_of(conn, principal=principal)
 
-# The privacy officer oversees exports (reads every record) but does not pull data.
-Overseer = Annotated[Principal, require_role("researcher", "privacy_officer")]
+
+@router.post("/projects", status_code=201, summary="Make a research project with a budget (privacy officer)")
+async def create_project(principal: PrivacyOfficer, body: ProjectBody, conn: ConnDep) -> ResearchProject:
+    """Make a project: its researchers, its budget in rho, and its release geography (frozen now)."""
+    return await research.create_project(conn, principal=principal, body=body)
+
+
+@router.get("/projects/{project_id}", summary="A research project")
+async def get_project(principal: Overseer, project_id: Id, conn: ConnDep) -> ResearchProject:
+    """Return a project the person is a researcher of (any, for the privacy officer)."""
+    project = await research.visible_project(conn, principal=principal, project_id=project_id)
+    return await research.project_view(conn, project)
+
+
+@router.post("/projects/{project_id}/grants", summary="Add to a project's budget (privacy officer)")
+async def grant(principal: PrivacyOfficer, project_id: Id, body: GrantBody, conn: ConnDep) -> Budget:
+    """Grant more budget: a new entry on the project's ledger."""
+    return await research.grant(
+        conn, principal=principal, project_id=project_id, rho=body.rho, note=body.note
+    )
 
 
 @router.post(
-    "/exports",
-    summary="Make a research export (a ZIP of the data and its manifest, streamed)",
+    "/projects/{project_id}/researchers", status_code=204, summary="Add a researcher (privacy officer)"
+)
+async def add_researcher(
+    principal: PrivacyOfficer, project_id: Id, body: MemberBody, conn: ConnDep
+) -> Response:
+    """Let a researcher release from the project."""
+    await research.add_member(conn, project_id=project_id, username=body.username)
+    return Response(status_code=204)
+
+
+@router.get("/projects/{project_id}/ledger", summary="A project's budget ledger")
+async def ledger(principal: Overseer, project_id: Id, conn: ConnDep) -> list[LedgerEntry]:
+    """Return every grant and spend of the project's budget, oldest first."""
+    await research.visible_project(conn, principal=principal, project_id=project_id)
+    return await research.ledger(conn, project_id=project_id)
+
+
+@router.post("/releases/preview", summary="What a release would cost and how accurate it would be")
+async def preview(principal: Researcher, body: ReleaseBody, conn: ConnDep) -> Preview:
+    """Return the budget left and the noise of every statistic of the release; nothing is spent or read."""
+    return await research.preview_release(conn, principal=principal, body=body)
+
+
+@router.post(
+    "/releases",
+    summary="Make a release (a ZIP of the data and its manifest, streamed)",
     response_class=StreamingResponse,
     responses={200: {"content": {"application/zip": {}}, "description": "the archive"}},
 )
-async def create_export(principal: Researcher, body: ExportBody, pool: PoolDep) -> StreamingResponse:
-    """Stream the export's archive; refuse (422, with the reason, and recorded) what breaks a rule."""
-    export_request = ExportRequest(
-        start=body.start,
-        end=body.end,
-        measures=tuple(body.measures),
-        resolution=body.resolution,
-        shape=body.shape,
-        scheme=body.scheme,
-        region=tuple(body.region),
-        k=body.k,
-        file_format=body.format,
-    )
+async def create_release(principal: Researcher, body: ReleaseBody, pool: PoolDep) -> StreamingResponse:
+    """Spend the release's rho and stream its archive; refuse (422, with why, recorded) what breaks a rule."""
     # The connection is held while the archive streams, and given back by the response when it ends.
     conn = await pool.acquire()
     try:
-        prepared = await prepare_export(
-            conn, request=export_request, requested_by=principal.user_id, via="api"
-        )
-    except ExportRefusedError as refusal:
-        await pool.release(conn)
-        raise Problem(422, f"export refused: {refusal.reason}") from None
+        with research.answered_as_problems():
+            prepared = await prepare_release(
+                conn, request=research.release_request(body), requested_by=principal.user_id, via="api"
+            )
     except BaseException:
         await pool.release(conn)
         raise
@@ -93,28 +136,23 @@ async def create_export(principal: Researcher, body: ExportBody, pool: PoolDep) 
     )
 
 
-@router.get("/exports", summary="Past research exports and their manifests")
-async def past_exports(
+@router.get("/releases", summary="Past releases and their manifests")
+async def past_releases(
     principal: Overseer,
     conn: ConnDep,
+    project_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
-) -> ExportPage:
-    """Return export records, newest first: a researcher's own, or every one for the privacy officer."""
-    before = decode_cursor(cursor, fields={"export_id": int})
-    requested_by = None if principal.role == "privacy_officer" else principal.user_id
-    rows = await list_exports(
-        conn, requested_by=requested_by, before=before["export_id"] if before else None, limit=limit + 1
+) -> ReleasePage:
+    """Return release records, newest first: a researcher's own, or every one for the privacy officer."""
+    before = decode_cursor(cursor, fields={"release_id": int})
+    items, more = await research.release_records(
+        conn,
+        principal=principal,
+        project_id=project_id,
+        before=before["release_id"] if before else None,
+        limit=limit,
     )
-    items = [
-        ExportRecord(
-            **{
-                **dict(row),
-                "parameters": json.loads(row["parameters"]),
-                "manifest": json.loads(row["manifest"]) if row["manifest"] is not None else None,
-            }
-        )
-        for row in rows[:limit]
-    ]
-    more = len(rows) > limit
-    return ExportPage(items=items, next_cursor=encode_cursor(export_id=items[-1].export_id) if more else None)
+    return ReleasePage(
+        items=items, next_cursor=encode_cursor(release_id=items[-1].release_id) if more else None
+    )

@@ -374,16 +374,86 @@ ORDER BY r.received_at, r.request_id
             ("user_id",),
         ),
         TableExport(
-            "research_exports",
-            ("export_id", "requested_at", "parameters", "status", "finished_at", "manifest", "reason"),
-            "SELECT export_id, requested_at, parameters, status, finished_at, manifest, reason "
-            "FROM research_exports WHERE requested_by = $1 ORDER BY requested_at, export_id",
+            "research_projects",
+            ("project_id", "name", "created_at", "closed_at", "role"),
+            """
+SELECT p.project_id, p.name, p.created_at, p.closed_at,
+       CASE WHEN p.created_by = $1 THEN 'made it' ELSE 'researcher' END AS role
+FROM research_projects p
+WHERE p.created_by = $1
+   OR EXISTS (SELECT FROM research_project_members m WHERE m.project_id = p.project_id AND m.user_id = $1)
+ORDER BY p.project_id
+""",
             ("user_id",),
+        ),
+        TableExport(
+            "research_project_members",
+            ("project_id", "added_at"),
+            "SELECT project_id, added_at FROM research_project_members WHERE user_id = $1 "
+            "ORDER BY project_id",
+            ("user_id",),
+        ),
+        TableExport(
+            "release_geographies",
+            ("geography_id", "scheme", "k", "created_at"),
+            "SELECT geography_id, scheme, k, created_at FROM release_geographies WHERE created_by = $1 "
+            "ORDER BY geography_id",
+            ("user_id",),
+        ),
+        TableExport(
+            "release_geography_cells",
+            ("geography_id", "fine_cell", "cell"),
+            # Which coarse cell goes under which: about areas, never about a person.
+            "SELECT geography_id, fine_cell, cell FROM release_geography_cells "
+            "WHERE false AND $1::bigint > 0",
+            ("user_id",),
+            note="the cells of a release geography are areas of at least k homes: none is about you",
+        ),
+        TableExport(
+            "research_releases",
+            (
+                "release_id",
+                "project_id",
+                "requested_at",
+                "kind",
+                "parameters",
+                "rho",
+                "status",
+                "finished_at",
+                "manifest",
+                "reason",
+            ),
+            "SELECT release_id, project_id, requested_at, kind, parameters, rho, status, finished_at, "
+            "manifest, reason FROM research_releases WHERE requested_by = $1 "
+            "ORDER BY requested_at, release_id",
+            ("user_id",),
+            note="the research releases you asked for as a researcher",
+        ),
+        TableExport(
+            "research_budget_ledger",
+            ("entry_id", "project_id", "recorded_at", "kind", "rho", "release_id", "note"),
+            "SELECT entry_id, project_id, recorded_at, kind, rho, release_id, note "
+            "FROM research_budget_ledger WHERE recorded_by = $1 ORDER BY entry_id",
+            ("user_id",),
+        ),
+        TableExport(
+            "research_release_households",
+            ("release_id", "site_id", "project", "kind", "rho", "finished_at"),
+            _WINDOWS
+            + """
+SELECT h.release_id, h.site_id, p.name AS project, r.kind, r.rho, r.finished_at
+FROM (SELECT DISTINCT site_id FROM w) w
+JOIN research_release_households h ON h.site_id = w.site_id
+JOIN research_releases r USING (release_id)
+JOIN research_projects p USING (project_id)
+ORDER BY h.site_id, h.release_id
+""",
+            ("windows",),
             note=(
-                "the anonymised research exports you asked for as a researcher. The measurements of your "
-                "homes may be part of anonymised exports (coarse areas of at least 10 households, daily or "
-                "coarser per household); Thuis keeps no record of which households were in an export, so "
-                "no such export can be linked to you"
+                "the research releases that used the data of your homes: aggregates with noise, whose "
+                "privacy loss (rho, zero-concentrated differential privacy) adds up to what your privacy "
+                "page shows, "
+                "and per-household series, only with your research consent"
             ),
         ),
     )

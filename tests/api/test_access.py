@@ -71,8 +71,16 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/privacy/requests/{request_id}/download"): {"owner-a", "resident-a", "officer"},
     ("GET", "/api/v1/privacy/queue"): {"officer"},
     ("GET", "/api/v1/privacy/subjects"): {"officer"},
-    ("POST", "/api/v1/research/exports"): {"researcher"},
-    ("GET", "/api/v1/research/exports"): {"researcher", "officer"},
+    # Research: the world's project has the researcher as its only researcher.
+    ("GET", "/api/v1/research/projects"): {"researcher", "officer"},
+    ("POST", "/api/v1/research/projects"): {"officer"},
+    ("GET", "/api/v1/research/projects/{project_id}"): {"researcher", "officer"},
+    ("POST", "/api/v1/research/projects/{project_id}/grants"): {"officer"},
+    ("POST", "/api/v1/research/projects/{project_id}/researchers"): {"officer"},
+    ("GET", "/api/v1/research/projects/{project_id}/ledger"): {"researcher", "officer"},
+    ("POST", "/api/v1/research/releases/preview"): {"researcher"},
+    ("POST", "/api/v1/research/releases"): {"researcher"},
+    ("GET", "/api/v1/research/releases"): {"researcher", "officer"},
 }
 PEOPLE = {
     "owner-a": ("owner", {"holder_name": "A. de Vries"}),
@@ -97,6 +105,7 @@ class World:
     grant_a: int
     assignment_a: int
     request_a: int
+    project_a: int
 
 
 def api_routes() -> set[tuple[str, str]]:
@@ -117,6 +126,7 @@ class WorldTemplate:
     grant_a: int
     assignment_a: int
     request_a: int
+    project_a: int
 
 
 async def build_world(database: Database) -> WorldTemplate:
@@ -175,6 +185,12 @@ async def build_world(database: Database) -> WorldTemplate:
             headers=portal.people["owner-a"].headers,
         )
         assert filed.status_code == 201, filed.text
+        project = await portal.client.post(
+            "/api/v1/research/projects",
+            json={"name": "Warmtestudie", "researchers": ["researcher"], "rho": 1.0},
+            headers=portal.people["officer"].headers,
+        )
+        assert project.status_code == 201, project.text
         return WorldTemplate(
             database,
             dict(portal.people),
@@ -184,6 +200,7 @@ async def build_world(database: Database) -> WorldTemplate:
             grant_a,
             assignment_a,
             filed.json()["request_id"],
+            project.json()["project_id"],
         )
 
 
@@ -221,6 +238,7 @@ async def world(
                 world_template.grant_a,
                 world_template.assignment_a,
                 world_template.request_a,
+                world_template.project_a,
             )
     finally:
         drop(pg_cluster, copy)
@@ -234,6 +252,7 @@ def request_for(world: World, method: str, path: str) -> tuple[str, dict[str, ob
         assignment_id=world.assignment_a,
         session_id="00" * 32,
         request_id=world.request_a,
+        project_id=world.project_a,
     )
     bodies: dict[tuple[str, str], dict[str, object]] = {
         ("PUT", "/api/v1/sites/{site_id}/settings"): {"kind": "schedule", "name": "night", "definition": {}},

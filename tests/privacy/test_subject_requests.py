@@ -383,8 +383,9 @@ async def test_the_access_zip_holds_every_category_of_the_catalogue_and_who_the_
     assert [r["request_id"] for r in rows("data_subject_requests", "subject_requests")] == [
         filed["request_id"]
     ]
-    assert rows("research_exports", "research_exports") == []
-    assert "no such export can be linked to you" in json.loads(files["research_exports.json"])["note"]
+    assert rows("research_releases", "research_releases") == []
+    assert rows("privacy_loss_records", "research_release_households") == []
+    assert "only with your research consent" in json.loads(files["privacy_loss_records.json"])["note"]
     assert rows("display_preferences", "display_preferences") == []  # still empty, and still there
 
     recipients = json.loads(files["recipients.json"])

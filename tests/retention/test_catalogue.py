@@ -44,7 +44,8 @@ EXPECTED = {
     "sessions": ("0 days", "none"),  # until the session expires or is ended
     "access_grants": ("2 years", "none"),
     "data_subject_requests": ("2 years", "none"),  # after the request was closed
-    "research_exports": ("2 years", "none"),
+    "research_releases": ("indefinitely", "none"),  # a budget holds only with every release on its ledger
+    "privacy_loss_records": ("indefinitely", "none"),  # as long as the home
 }
 
 

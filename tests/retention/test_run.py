@@ -102,12 +102,6 @@ def seed(database: Database) -> None:
             "UNION ALL SELECT 'access', %s, 'received', NULL",
             (NOW, NOW, NOW, NOW),
         )
-        conn.execute(
-            "INSERT INTO research_exports (requested_at, parameters, status, finished_at) "
-            "SELECT t, '{}', 'finished', t + interval '1 minute' "
-            "FROM generate_series(%s::timestamptz - interval '48 months', %s, interval '1 month') t",
-            (NOW, NOW),
-        )
         conn.execute(  # audit records around the 2-year mark, every 6 hours, and of the last month, daily
             "INSERT INTO audit_records (occurred_at, actor_role, action, resource) "
             "SELECT t, 'installer', 'read', 'site' FROM generate_series(%s::timestamptz "
@@ -291,7 +285,6 @@ async def test_a_run_removes_exactly_what_expired_and_records_it(database: Datab
         "sessions",
         "access_grants",
         "data_subject_requests",
-        "research_exports",
     }
 
     # A second run at the same clock finds nothing more to remove.
@@ -357,7 +350,6 @@ PERIODS = [
     ("installer_assignments", "ended_at", GRANTS_CUTOFF, (GRANTS_CUTOFF, 24 + 1 + 1)),
     # closed monthly, and the two still open however old (an open request is never removed)
     ("subject_requests", "closed_at", REQUESTS_CUTOFF, (REQUESTS_CUTOFF, 24 + 1 + 2)),
-    ("research_exports", "requested_at", REQUESTS_CUTOFF, (REQUESTS_CUTOFF, 24 + 1)),  # monthly
 ]
 
 

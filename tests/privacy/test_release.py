@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import math
 import statistics
+import subprocess
+import sys
 from typing import Any
 
 import asyncpg
@@ -344,3 +347,29 @@ async def test_a_release_not_read_to_its_end_is_recorded_failed_and_its_rho_stay
     assert sql(database, "SELECT status FROM research_releases") == [("failed",)]
     async with connection(database.owner_url, application_name="test") as conn:
         assert (await budget.budget(conn, project_id=project_id)).left == pytest.approx(0.3)
+
+
+def test_the_command_line_writes_the_archive_and_refuses_with_the_reason(database: Database, tmp_path: Any):
+    seed(database, homes_in({"1011": 10}))
+    researcher = add_researcher(database)
+    project_id = asyncio.run(set_up_project(database, rho=1.0, researcher=researcher))
+    out = tmp_path / "release.zip"
+    common = [
+        "export",
+        *("--project", str(project_id), "--requested-by", str(researcher)),
+        *("--from", START.isoformat(), "--to", END.isoformat(), "--measures", "grid.import_energy_kwh"),
+        *("--resolution", "day", "--out", str(out), "--database-url", database.export_url),
+    ]
+    made = subprocess.run(
+        [sys.executable, "-m", "cli", *common, "--rho", "0.8"], capture_output=True, text=True, check=False
+    )
+    assert made.returncode == 0, made.stderr
+    archive = read_archive(out.read_bytes())
+    assert json.loads(made.stdout)["release_id"] == archive.manifest["release_id"]
+    assert len(archive.rows) == DAYS
+    again = subprocess.run(
+        [sys.executable, "-m", "cli", *common, "--rho", "0.8"], capture_output=True, text=True, check=False
+    )
+    assert again.returncode == 1
+    assert "refused: the release asks for rho = 0.8; the project has rho = 0.2 left" in again.stderr
+    assert not (tmp_path / "release.zip.partial").exists()

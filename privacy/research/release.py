@@ -400,8 +400,8 @@ async def prepare_release(
     parameters = {**request.parameters(), "via": via}
     try:
         measures = check_request(request)
-        plan = await preview(conn, request=request)
         project = await _member_project(conn, request.project_id, requested_by)
+        plan = await preview(conn, request=request)
         geography = await load_geography(conn, project.geography_id)
         async with conn.transaction():
             row = await conn.fetchrow(
@@ -458,7 +458,8 @@ async def prepare_release(
 async def _member_project(conn: Connection, project_id: int, researcher: int) -> budget.Project:
     project = await _project(conn, project_id)
     if researcher not in project.members:
-        raise ReleaseRefusedError(f"you are not a researcher of project {project_id}")
+        # As for a project that does not exist: an outsider learns nothing of the projects there are.
+        raise ReleaseRefusedError(f"there is no research project {project_id}")
     return project
 
 

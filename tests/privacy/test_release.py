@@ -240,7 +240,7 @@ async def test_a_researcher_of_another_project_cannot_spend_this_one(database: D
     researcher = add_researcher(database)
     stranger = add_researcher(database, "sven")
     project_id = await set_up_project(database, rho=5.0, researcher=researcher)
-    with pytest.raises(ReleaseRefusedError, match=f"you are not a researcher of project {project_id}"):
+    with pytest.raises(ReleaseRefusedError, match=f"there is no research project {project_id}"):
         await release(database.export_url, release_request(project_id), stranger)
     assert sql(database, "SELECT count(*) FROM research_budget_ledger WHERE kind = 'spend'") == [(0,)]
 

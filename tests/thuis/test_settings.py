@@ -33,8 +33,8 @@ COMMANDS = [
     ["keys", "status"],
     ["gateway", "register", "BNX-000001", "--vendor", "benext", "--site-id", "1"],
     [
-        *("export", "--from", "2026-01-01", "--to", "2026-01-02", "--measures", "grid.import_energy_kwh"),
-        *("--resolution", "day", "--shape", "aggregates", "--out", "/nonexistent/x.zip"),
+        *("export", "--project", "1", "--requested-by", "1", "--from", "2026-01-01", "--to", "2026-01-02"),
+        *("--measures", "grid.import_energy_kwh", "--resolution", "day", "--out", "/nonexistent/x.zip"),
     ],
 ]
 

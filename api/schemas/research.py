@@ -50,6 +50,7 @@ class Budget(BaseModel):
     delta: float
     epsilon_granted: float
     epsilon_spent: float
+    epsilon_left: float  # of the rho left: the most a release spending all of it can cost
 
 
 class ResearchProject(BaseModel):
@@ -94,8 +95,10 @@ class LedgerEntry(BaseModel):
     entry_id: int
     recorded_at: dt.datetime
     recorded_by: int | None
+    recorded_by_username: str | None  # None once the account is erased
     kind: Literal["grant", "spend"]
     rho: float
+    epsilon: float  # the (epsilon, DELTA) this entry's rho alone implies
     release_id: int | None
     note: str | None
 
@@ -106,6 +109,7 @@ class ReleaseRecord(BaseModel):
     release_id: int
     project_id: int
     requested_by: int | None
+    requested_by_username: str | None  # None once the account is erased
     requested_at: dt.datetime
     kind: str
     parameters: dict[str, Any]
@@ -130,13 +134,23 @@ class Preview(BaseModel):
     accuracy: dict[str, Any]
 
 
+class SpentRelease(BaseModel):
+    """One release that covered a home: of which project, when, what kind, the rho it spent."""
+
+    release_id: int
+    project: str
+    kind: Literal["aggregates", "households"]
+    rho: float  # 0 for per-household series: they hold only consenting households and spend no rho
+    finished_at: dt.datetime | None
+
+
 class SpentOnHome(BaseModel):
     """The releases that covered one home, and the privacy loss they add up to."""
 
     site_id: int
     label: str
-    releases: list[dict[str, Any]]
-    rho: float
-    epsilon: float
+    releases: list[SpentRelease]
+    rho: float = Field(description="the sum of the aggregate releases' rho: zCDP losses add up")
+    epsilon: float = Field(description="the epsilon of (epsilon, delta)-DP that rho implies")
     delta: float
-    series_with_consent: int
+    series_with_consent: int = Field(description="releases of the home's own series, with consent")

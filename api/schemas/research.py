@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from api.schemas.common import Strict
 from privacy.location import DEFAULT_K
+from privacy.research.accounting import MIN_RHO
 from privacy.research.budget import MAX_RHO
 from privacy.research.geography import MAX_REGION_CELLS
 from privacy.research.request import MAX_MEASURES, Resolution
@@ -36,7 +37,10 @@ class ReleaseBody(Strict):
         description="whole cells of the project's release geography; empty: every cell",
     )
     rho: float = Field(
-        default=0.0, ge=0, le=MAX_RHO, description="privacy loss (zCDP) an aggregate release spends"
+        default=0.0,
+        ge=0,
+        le=MAX_RHO,
+        description=f"privacy loss (zCDP) an aggregate release spends: at least {MIN_RHO:g}; none for series",
     )
     format: Literal["csv", "parquet"] = "csv"
 
@@ -70,7 +74,7 @@ class ProjectBody(Strict):
 
     name: str = Field(min_length=1, max_length=200)
     researchers: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=100)
-    rho: float = Field(gt=0, le=MAX_RHO, description="the project's budget in rho (zCDP)")
+    rho: float = Field(ge=MIN_RHO, le=MAX_RHO, description="the project's budget in rho (zCDP)")
     geography_id: int | None = Field(default=None, ge=1, le=2**63 - 1, description="an existing geography")
     scheme: Literal["pc4", "h3"] = Field(default="pc4", description="for a new geography")
     k: int = Field(default=DEFAULT_K, ge=DEFAULT_K, le=100_000, description="for a new geography")
@@ -79,7 +83,7 @@ class ProjectBody(Strict):
 class GrantBody(Strict):
     """More budget for a project (the privacy officer)."""
 
-    rho: float = Field(gt=0, le=MAX_RHO)
+    rho: float = Field(ge=MIN_RHO, le=MAX_RHO)
     note: str = Field(min_length=1, max_length=500, description="why")
 
 

@@ -294,7 +294,9 @@ BAD_PROJECTS = [
         409,
         "body field name: there is a project named 'Warmtestudie' already",
     ),
-    ({"name": "B", "rho": 0}, 422, "body field rho: Input should be greater than 0"),
+    ({"name": "B", "rho": 0}, 422, "body field rho: Input should be greater than or equal to 0.000001"),
+    # Below 1e-6 OpenDP's conversion to epsilon overflows: a budget of 5e-324 was a 500, on every read after.
+    ({"name": "B", "rho": 5e-324}, 422, "body field rho: Input should be greater than or equal to 0.000001"),
     ({"name": "B", "rho": 101}, 422, "body field rho: Input should be less than or equal to 100"),
     ({"name": "B", "rho": 1, "k": 5}, 422, "body field k: Input should be greater than or equal to 10"),
     ({"name": "B", "rho": 1, "scheme": "pc6"}, 422, "body field scheme: Input should be 'pc4' or 'h3'"),
@@ -328,6 +330,13 @@ async def test_bad_grants_and_researchers_are_refused_with_precise_problems(worl
         ("POST", f"{missing}/grants", {"rho": 1, "note": "x"}, 404, "research project 999999 not found"),
         ("POST", f"{project}/grants", {"rho": 1, "note": ""}, 422, "body field note: String should"),
         ("POST", f"{project}/grants", {"rho": -1, "note": "x"}, 422, "body field rho: Input should be"),
+        (
+            "POST",
+            f"{project}/grants",
+            {"rho": 1e-30, "note": "x"},
+            422,
+            "body field rho: Input should be greater than or equal to 0.000001",
+        ),
         ("POST", f"{project}/grants", {"rho": 1}, 422, "body field note: Field required"),
         # Adding someone to a project that does not exist was a foreign-key error (500).
         ("POST", f"{missing}/researchers", {"username": "sven"}, 404, "research project 999999 not found"),
@@ -367,3 +376,23 @@ async def test_bad_grants_and_researchers_are_refused_with_precise_problems(worl
     )
     assert portal.sql("SELECT kind, rho FROM research_budget_ledger") == [("grant", 2.0)]
     assert portal.sql("SELECT count(*) FROM research_project_members") == [(1,)]
+
+
+async def test_a_release_of_a_vanishing_rho_is_refused_not_a_server_error(world: Research):
+    # OpenDP cannot calibrate noise for a rho of 1e-30 (its scale overflows): that preview was a 500.
+    body = {
+        "project_id": world.project_id,
+        "start": START.isoformat(),
+        "end": END.isoformat(),
+        "measures": ["grid.import_energy_kwh"],
+        "resolution": "day",
+        "rho": 1e-30,
+    }
+    for path in ("/api/v1/research/releases/preview", "/api/v1/research/releases"):
+        response = await world.portal.client.post(path, json=body, headers=world.rosa.headers)
+        assert (response.status_code, response.json()["detail"]) == (
+            422,
+            "release refused: an aggregate release spends some privacy budget: give rho above 0, "
+            "at least 1e-06",
+        ), path
+    assert world.portal.sql("SELECT count(*) FROM research_budget_ledger WHERE kind = 'spend'") == [(0,)]

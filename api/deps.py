@@ -128,6 +128,7 @@ def require_role(*roles: str) -> object:
 
 
 Installer = Annotated[Principal, require_role("installer")]
+Owner = Annotated[Principal, require_role("owner")]
 PrivacyOfficer = Annotated[Principal, require_role("privacy_officer")]
 Researcher = Annotated[Principal, require_role("researcher")]
 

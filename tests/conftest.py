@@ -1,4 +1,4 @@
-"""The tests' fixtures, each a plugin of tests/fixtures/: scratch space, database, broker, ingest, portal."""
+"""The tests' fixtures, each a plugin of tests/fixtures/: scratch, database, broker, ingest, portal, web."""
 
 pytest_plugins = (
     "tests.fixtures.workspace",
@@ -7,5 +7,6 @@ pytest_plugins = (
     "tests.fixtures.publisher",
     "tests.fixtures.ingest",
     "tests.fixtures.portal",
+    "tests.fixtures.web",
     "tests.fixtures.cleanup",
 )

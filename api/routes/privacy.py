@@ -8,11 +8,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from api.deps import CatalogueDep, ConnDep, Id, KeyringDep, PoolDep, PrivacyOfficer, SignedIn
+from api.deps import CatalogueDep, ConnDep, Id, KeyringDep, Owner, PoolDep, PrivacyOfficer, SignedIn
 from api.problems import PROBLEM_RESPONSES, Problem
 from api.schemas.common import EMAIL_PATTERN
 from api.schemas.privacy import RequestFiling, StatusChange, SubjectAccount, SubjectRequest
-from api.services import privacy
+from api.schemas.research import SpentOnHome
+from api.services import privacy, research
 
 router = APIRouter(prefix="/api/v1/privacy", tags=["privacy"], responses=PROBLEM_RESPONSES)
 
@@ -136,3 +137,14 @@ async def find_subject(
     """Return the accounts with this email address, found by its keyed hash; the lookup is recorded."""
     rows = await privacy.accounts_by_email(conn, keyring, principal=principal, email=email)
     return [SubjectAccount(**dict(row)) for row in rows]
+
+
+@router.get("/spent", summary="The privacy spent on my homes by research releases (owners)")
+async def privacy_spent(principal: Owner, conn: ConnDep) -> list[SpentOnHome]:
+    """Return, per home you own, the research releases that included it and the privacy loss they add up to.
+
+    Aggregate releases spend rho (zCDP), which adds up over releases; the total is given with the epsilon
+    of (epsilon, delta)-DP it implies. Per-household series hold your home only with your research consent,
+    spend no rho, and are counted apart. A resident's rights go through the owner, who sees this for them.
+    """
+    return await research.spent_on_homes(conn, principal=principal)

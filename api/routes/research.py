@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from api.deps import ConnDep, Id, PoolDep, PrivacyOfficer, Researcher, require_role
 from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
@@ -26,32 +23,11 @@ from api.schemas.research import (
 )
 from api.security import Principal
 from api.services import research
-from privacy.research.release import prepare_release
 
 router = APIRouter(prefix="/api/v1/research", responses=PROBLEM_RESPONSES, tags=["research"])
 
 # The privacy officer oversees research (every project, ledger and record) but does not pull data.
 Overseer = Annotated[Principal, require_role("researcher", "privacy_officer")]
-
-
-class _ArchiveResponse(StreamingResponse):
-    """A streamed archive that ends its release and gives back the connection however the stream ended.
-
-    A client that goes away cancels the stream (even before it starts); the cleanup runs after it, shielded.
-    """
-
-    def __init__(
-        self, content: AsyncIterator[bytes], *, on_close: Callable[[], Awaitable[None]], **kwargs: Any
-    ) -> None:
-        super().__init__(content, **kwargs)
-        self._on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._on_close()
 
 
 @router.get("/projects", summary="Research projects: a researcher's own, or all (privacy officer)")
@@ -113,27 +89,7 @@ async def preview(principal: Researcher, body: ReleaseBody, conn: ConnDep) -> Pr
 )
 async def create_release(principal: Researcher, body: ReleaseBody, pool: PoolDep) -> StreamingResponse:
     """Spend the release's rho and stream its archive; refuse (422, with why, recorded) what breaks a rule."""
-    # The connection is held while the archive streams, and given back by the response when it ends.
-    conn = await pool.acquire()
-    try:
-        with research.answered_as_problems():
-            prepared = await prepare_release(
-                conn, request=research.release_request(body), requested_by=principal.user_id, via="api"
-            )
-    except BaseException:
-        await pool.release(conn)
-        raise
-
-    async def done() -> None:
-        await prepared.close()
-        await pool.release(conn)
-
-    return _ArchiveResponse(
-        prepared.chunks(),
-        media_type=prepared.media_type,
-        headers={"Content-Disposition": f'attachment; filename="{prepared.filename}"'},
-        on_close=done,
-    )
+    return await research.release_response(pool, principal=principal, body=body, via="api")
 
 
 @router.get("/releases", summary="Past releases and their manifests")

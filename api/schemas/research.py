@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from api.schemas.common import Strict
 from privacy.location import DEFAULT_K
+from privacy.research.accounting import MIN_RHO
 from privacy.research.budget import MAX_RHO
 from privacy.research.geography import MAX_REGION_CELLS
 from privacy.research.request import MAX_MEASURES, Resolution
@@ -36,7 +37,10 @@ class ReleaseBody(Strict):
         description="whole cells of the project's release geography; empty: every cell",
     )
     rho: float = Field(
-        default=0.0, ge=0, le=MAX_RHO, description="privacy loss (zCDP) an aggregate release spends"
+        default=0.0,
+        ge=0,
+        le=MAX_RHO,
+        description=f"privacy loss (zCDP) an aggregate release spends: at least {MIN_RHO:g}; none for series",
     )
     format: Literal["csv", "parquet"] = "csv"
 
@@ -50,6 +54,7 @@ class Budget(BaseModel):
     delta: float
     epsilon_granted: float
     epsilon_spent: float
+    epsilon_left: float  # of the rho left: the most a release spending all of it can cost
 
 
 class ResearchProject(BaseModel):
@@ -69,7 +74,7 @@ class ProjectBody(Strict):
 
     name: str = Field(min_length=1, max_length=200)
     researchers: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=100)
-    rho: float = Field(gt=0, le=MAX_RHO, description="the project's budget in rho (zCDP)")
+    rho: float = Field(ge=MIN_RHO, le=MAX_RHO, description="the project's budget in rho (zCDP)")
     geography_id: int | None = Field(default=None, ge=1, le=2**63 - 1, description="an existing geography")
     scheme: Literal["pc4", "h3"] = Field(default="pc4", description="for a new geography")
     k: int = Field(default=DEFAULT_K, ge=DEFAULT_K, le=100_000, description="for a new geography")
@@ -78,7 +83,7 @@ class ProjectBody(Strict):
 class GrantBody(Strict):
     """More budget for a project (the privacy officer)."""
 
-    rho: float = Field(gt=0, le=MAX_RHO)
+    rho: float = Field(ge=MIN_RHO, le=MAX_RHO)
     note: str = Field(min_length=1, max_length=500, description="why")
 
 
@@ -94,8 +99,10 @@ class LedgerEntry(BaseModel):
     entry_id: int
     recorded_at: dt.datetime
     recorded_by: int | None
+    recorded_by_username: str | None  # None once the account is erased
     kind: Literal["grant", "spend"]
     rho: float
+    epsilon: float  # the (epsilon, DELTA) this entry's rho alone implies
     release_id: int | None
     note: str | None
 
@@ -106,6 +113,7 @@ class ReleaseRecord(BaseModel):
     release_id: int
     project_id: int
     requested_by: int | None
+    requested_by_username: str | None  # None once the account is erased
     requested_at: dt.datetime
     kind: str
     parameters: dict[str, Any]
@@ -130,13 +138,23 @@ class Preview(BaseModel):
     accuracy: dict[str, Any]
 
 
+class SpentRelease(BaseModel):
+    """One release that covered a home: of which project, when, what kind, the rho it spent."""
+
+    release_id: int
+    project: str
+    kind: Literal["aggregates", "households"]
+    rho: float  # 0 for per-household series: they hold only consenting households and spend no rho
+    finished_at: dt.datetime | None
+
+
 class SpentOnHome(BaseModel):
     """The releases that covered one home, and the privacy loss they add up to."""
 
     site_id: int
     label: str
-    releases: list[dict[str, Any]]
-    rho: float
-    epsilon: float
+    releases: list[SpentRelease]
+    rho: float = Field(description="the sum of the aggregate releases' rho: zCDP losses add up")
+    epsilon: float = Field(description="the epsilon of (epsilon, delta)-DP that rho implies")
     delta: float
-    series_with_consent: int
+    series_with_consent: int = Field(description="releases of the home's own series, with consent")

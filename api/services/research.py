@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
 import asyncpg
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from api.problems import Problem, not_found
 from api.queries import research as queries
@@ -25,19 +28,20 @@ from api.schemas.research import (
     ReleaseRecord,
     ResearchProject,
     SpentOnHome,
+    SpentRelease,
 )
 from api.security import Principal
 from privacy.research import budget
 from privacy.research.accounting import DELTA, epsilon
 from privacy.research.geography import GeographyError, load_geography, make_geography
-from privacy.research.release import list_releases, preview, releases_of_owner
+from privacy.research.release import list_releases, prepare_release, preview, releases_of_owner
 from privacy.research.request import ReleaseRefusedError, ReleaseRequest
 from thuis.db import Connection
 
 
 @contextmanager
 def answered_as_problems() -> Iterator[None]:
-    """Answer a refusal of the research code with a 422 (or 404 for a project that is not there)."""
+    """Answer a refusal of the research code with a 422 (404: no such project; 409: a name taken)."""
     try:
         yield
     except (ReleaseRefusedError, budget.BudgetError, GeographyError) as refused:
@@ -46,9 +50,75 @@ def answered_as_problems() -> Iterator[None]:
             raise Problem(
                 404, detail.replace("there is no research project", "research project") + " not found"
             ) from None
+        if detail.startswith("there is a project named"):
+            raise Problem(409, f"body field name: {detail}") from None
         raise Problem(
             422, f"release refused: {detail}" if isinstance(refused, ReleaseRefusedError) else detail
         ) from None
+
+
+class ArchiveResponse(StreamingResponse):
+    """A streamed archive that ends its release and gives back the connection however the stream ended.
+
+    A client that goes away cancels the stream (even before it starts); the cleanup runs after it, shielded.
+    """
+
+    def __init__(
+        self, content: AsyncIterator[bytes], *, on_close: Callable[[], Awaitable[None]], **kwargs: Any
+    ) -> None:
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Stream the archive, then close the release and give back its connection, shielded."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._on_close()
+
+
+async def release_response(
+    pool: asyncpg.Pool, *, principal: Principal, body: ReleaseBody, via: str
+) -> ArchiveResponse:
+    """Spend the release's rho and return its archive, streamed; refuse (422, with why, recorded) a bad one.
+
+    The API and the research page both make releases here. The connection is held while the archive
+    streams, and given back by the response when it ends.
+    """
+    conn = await pool.acquire()
+    try:
+        with answered_as_problems():
+            prepared = await prepare_release(
+                conn, request=release_request(body), requested_by=principal.user_id, via=via
+            )
+    except BaseException:
+        await pool.release(conn)
+        raise
+
+    async def done() -> None:
+        await prepared.close()
+        await pool.release(conn)
+
+    return ArchiveResponse(
+        prepared.chunks(),
+        media_type=prepared.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{prepared.filename}"'},
+        on_close=done,
+    )
+
+
+def budget_view(figures: budget.Budget) -> Budget:
+    """Return a budget as the API and the pages show it: rho granted, spent and left, each with epsilon."""
+    return Budget(**figures.as_dict(), epsilon_left=epsilon(figures.left))
+
+
+async def usernames(conn: Connection, user_ids: Iterable[int | None]) -> dict[int, str]:
+    """Return the usernames of accounts by id; an erased account is missing."""
+    wanted = sorted({user_id for user_id in user_ids if user_id is not None})
+    if not wanted:
+        return {}
+    return {row["user_id"]: row["username"] for row in await conn.fetch(queries.SELECT_NAMES_BY_ID, wanted)}
 
 
 def release_request(body: ReleaseBody) -> ReleaseRequest:
@@ -91,7 +161,7 @@ async def project_view(conn: Connection, project: budget.Project) -> ResearchPro
             "k": geography.k,
             "cells": geography.cells,
         },
-        budget=Budget(**project.budget.as_dict()),
+        budget=budget_view(project.budget),
     )
 
 
@@ -133,21 +203,31 @@ async def grant(conn: Connection, *, principal: Principal, project_id: int, rho:
     """Add budget to a project (the privacy officer); return the budget now."""
     with answered_as_problems():
         await budget.grant(conn, project_id=project_id, rho=rho, granted_by=principal.user_id, note=note)
-        return Budget(**(await budget.budget(conn, project_id=project_id)).as_dict())
+        return budget_view(await budget.budget(conn, project_id=project_id))
 
 
-async def add_member(conn: Connection, *, project_id: int, username: str) -> None:
-    """Let a researcher release from a project (the privacy officer)."""
+async def add_member(conn: Connection, *, project_id: int, username: str) -> int:
+    """Let a researcher release from a project (the privacy officer); return their id."""
+    with answered_as_problems():
+        await budget.project(conn, project_id=project_id)  # no project: 404, not a foreign-key error
     user_id = await conn.fetchval(queries.SELECT_RESEARCHER_BY_USERNAME, username.strip().lower())
     if user_id is None:
         raise Problem(422, f"body field username: there is no researcher account {username!r}")
     with answered_as_problems():
         await budget.add_member(conn, project_id=project_id, user_id=user_id)
+    return int(user_id)
 
 
 async def ledger(conn: Connection, *, project_id: int) -> list[LedgerEntry]:
-    """Return a project's ledger, oldest entry first."""
-    return [LedgerEntry(**dict(row)) for row in await budget.ledger(conn, project_id=project_id)]
+    """Return a project's ledger, oldest entry first, with who recorded each entry and its epsilon."""
+    rows = await budget.ledger(conn, project_id=project_id)
+    names = await usernames(conn, (row["recorded_by"] for row in rows))
+    return [
+        LedgerEntry(
+            **dict(row), recorded_by_username=names.get(row["recorded_by"]), epsilon=epsilon(row["rho"])
+        )
+        for row in rows
+    ]
 
 
 async def preview_release(conn: Connection, *, principal: Principal, body: ReleaseBody) -> Preview:
@@ -155,7 +235,7 @@ async def preview_release(conn: Connection, *, principal: Principal, body: Relea
     project = await visible_project(conn, principal=principal, project_id=body.project_id)
     with answered_as_problems():
         plan = await preview(conn, request=release_request(body))
-    return Preview(budget=Budget(**project.budget.as_dict()), accuracy=plan.accuracy())
+    return Preview(budget=budget_view(project.budget), accuracy=plan.accuracy())
 
 
 async def release_records(
@@ -166,10 +246,12 @@ async def release_records(
     rows = await list_releases(
         conn, project_id=project_id, requested_by=requested_by, before=before, limit=limit + 1
     )
+    names = await usernames(conn, (row["requested_by"] for row in rows[:limit]))
     items = [
         ReleaseRecord(
             **{
                 **dict(row),
+                "requested_by_username": names.get(row["requested_by"]),
                 "parameters": json.loads(row["parameters"]),
                 "manifest": json.loads(row["manifest"]) if row["manifest"] is not None else None,
             }
@@ -206,11 +288,11 @@ async def spent_on_homes(conn: Connection, *, principal: Principal) -> list[Spen
     return homes
 
 
-def _release_line(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "release_id": row["release_id"],
-        "project": row["project"],
-        "kind": row["kind"],
-        "rho": float(row["rho"]),
-        "finished_at": row["finished_at"].isoformat() if row["finished_at"] else None,
-    }
+def _release_line(row: asyncpg.Record) -> SpentRelease:
+    return SpentRelease(
+        release_id=row["release_id"],
+        project=row["project"],
+        kind=row["kind"],
+        rho=float(row["rho"]),
+        finished_at=row["finished_at"],
+    )

@@ -12,10 +12,11 @@ from api.deps import MAX_ID, CatalogueDep, ConnDep, Id, KeyringDep, SignedIn
 from api.problems import Problem
 from api.schemas.privacy import REQUEST_FILING
 from api.security import Principal
-from api.services import privacy
+from api.services import privacy, research
 from api.services.access import preferred_time_zone
 from api.web.render import DEFAULT_TIME_ZONE, PageRoute, error_page, page, redirect
 from privacy.keys.crypto import Keyring
+from privacy.research.accounting import DELTA
 from privacy.subjects.effects import RECTIFIABLE_FIELDS
 from privacy.subjects.workflow import SubjectRequest
 from thuis.db import Connection
@@ -78,6 +79,8 @@ async def _privacy_page(
     mine = await privacy.requests_of(conn, keyring, principal=principal)
     residents = await privacy.residents_of_owner(conn, principal=principal)
     zone = await preferred_time_zone(conn, principal=principal)
+    # The privacy spent on an owner's homes by research; a resident's is the owner's to see.
+    spent = await research.spent_on_homes(conn, principal=principal) if principal.role == "owner" else []
     notice = ""
     for item in mine:
         if item.request_id == filed:
@@ -89,6 +92,8 @@ async def _privacy_page(
         status_code=status_code,
         requests=mine,
         residents=residents,
+        spent=spent,
+        delta=DELTA,
         now=dt.datetime.now(dt.UTC),
         time_zone=zone or DEFAULT_TIME_ZONE,
         notice=notice,

@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from api.deps import settings_of
 from api.problems import TITLES, Problem
 from api.security import Principal, csrf_token
+from privacy.research.accounting import epsilon
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,33 @@ def local_end(moment: dt.datetime | None, time_zone: str) -> str:
     return local.strftime("%d %b %Y %H:%M")
 
 
+def figure(value: float | None) -> str:
+    """Write a figure to three significant digits (whole numbers with thousands separated from 1,000)."""
+    if value is None:
+        return ""
+    if abs(value) >= 1000:  # three significant digits would need an exponent
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+# Superscript digits and minus, for powers of ten.
+SUPERSCRIPTS = str.maketrans(
+    "-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"
+)
+
+
+def power_of_ten(value: float) -> str:
+    """Write a small probability such as a delta as a power of ten: 1e-06 as 10⁻⁶, 2e-07 as 2 × 10⁻⁷."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    power = "10" + str(int(exponent)).translate(SUPERSCRIPTS)
+    return power if mantissa == "1" else f"{mantissa} × {power}"
+
+
 templates.env.filters["local"] = local_time
 templates.env.filters["local_end"] = local_end
+templates.env.filters["figure"] = figure
+templates.env.filters["power_of_ten"] = power_of_ten
+templates.env.filters["epsilon"] = epsilon  # the (epsilon, DELTA) a rho implies: beside every rho shown
 
 
 def page(

@@ -35,11 +35,13 @@ ACCESS_LOG_PAGE = 50
 
 @router.get("/")
 async def home(request: Request, principal: SignedIn, conn: ConnDep) -> Response:
-    """List the sites the person may see; one site goes to its page, installer and officer to their own."""
+    """List the sites the person may see; one site goes to its page; other roles go to their own pages."""
     if principal.role == "installer":
         return redirect("/installer")
     if principal.role == "privacy_officer":
         return redirect("/privacy/queue")
+    if principal.role == "researcher":  # sees no home: their start page is their research
+        return redirect("/research")
     visible = await visible_sites(conn, principal=principal)
     if len(visible) == 1:
         return redirect(f"/sites/{visible[0].site_id}")

@@ -37,6 +37,9 @@ DELTA = 1e-6
 COUNT_SHARE = 0.1
 # The chance that a statistic is further from the truth than its stated "95 % within" bound.
 ALPHA = 0.05
+# The least rho a budget, a grant or an aggregate release may have. Below it no figure carries information,
+# and OpenDP overflows: its noise scale for a rho of 1e-30, its epsilon of a rho of 5e-324.
+MIN_RHO = 1e-6
 
 
 class AccountingError(ValueError):

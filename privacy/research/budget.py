@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from privacy.research import queries
-from privacy.research.accounting import DELTA, epsilon
+from privacy.research.accounting import DELTA, MIN_RHO, epsilon
 from thuis.db import Connection
 
 MAX_RHO = 100.0  # beyond this no statistic holds any protection: a typing error, not a budget
@@ -70,8 +70,8 @@ class Project:
 
 def checked_rho(rho: float, *, what: str = "rho") -> float:
     """Return a rho that may be granted or spent; refuse zero, negative, infinite and absurd ones."""
-    if not (isinstance(rho, int | float) and math.isfinite(rho) and 0 < rho <= MAX_RHO):
-        raise BudgetError(f"{what} must be a number above 0 and at most {MAX_RHO}, not {rho}")
+    if not (isinstance(rho, int | float) and math.isfinite(rho) and MIN_RHO <= rho <= MAX_RHO):
+        raise BudgetError(f"{what} must be a number of at least {MIN_RHO:g} and at most {MAX_RHO}, not {rho}")
     return float(rho)
 
 

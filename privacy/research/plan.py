@@ -13,7 +13,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from privacy.research.accounting import COUNT_SHARE, DELTA, Vector, calibrate, epsilon, sum_sensitivity
+from privacy.research.accounting import (
+    COUNT_SHARE,
+    DELTA,
+    MIN_RHO,
+    Vector,
+    calibrate,
+    epsilon,
+    sum_sensitivity,
+)
 from privacy.research.clamps import Clamp, clamp
 from privacy.research.request import SUB_DAILY, ReleaseRefusedError, ReleaseRequest
 from thuis.metrics import Metric
@@ -122,8 +130,10 @@ def make_plan(request: ReleaseRequest, measures: list[Metric], cells: list[str])
             [MeasurePlan(m, c, None) for m, c in zip(measures, clamps, strict=True)],
             None,
         )
-    if request.rho <= 0:
-        raise ReleaseRefusedError("an aggregate release spends some privacy budget: give rho above 0")
+    if not request.rho >= MIN_RHO:  # NaN too
+        raise ReleaseRefusedError(
+            f"an aggregate release spends some privacy budget: give rho above 0, at least {MIN_RHO:g}"
+        )
     per_measure = request.rho * (1 - COUNT_SHARE) / len(measures)
     plans = [
         MeasurePlan(

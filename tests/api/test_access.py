@@ -71,6 +71,8 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/privacy/requests/{request_id}/download"): {"owner-a", "resident-a", "officer"},
     ("GET", "/api/v1/privacy/queue"): {"officer"},
     ("GET", "/api/v1/privacy/subjects"): {"officer"},
+    # Each owner sees the privacy spent on their own homes (tests/api/test_research.py: only theirs).
+    ("GET", "/api/v1/privacy/spent"): {"owner-a", "owner-b"},
     # Research: the world's project has the researcher as its only researcher.
     ("GET", "/api/v1/research/projects"): {"researcher", "officer"},
     ("POST", "/api/v1/research/projects"): {"officer"},

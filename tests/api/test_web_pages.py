@@ -7,109 +7,23 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import zipfile
 import zoneinfo
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from api.app import create_app
 from api.web.render import safe_next
-from ops.localstack import free_port
 from tests.fixtures.database import Database
-from tests.fixtures.portal import PASSWORD, Person, Portal, portal_settings
+from tests.fixtures.web import WebPortal, screenshot, sign_in
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 ZONE = zoneinfo.ZoneInfo("Europe/Amsterdam")
 SEEDED_HOURS = 72
 
 # scripts/setup.sh installs Debian's Chromium; without it these tests fail rather than pass unseen.
 pytestmark = pytest.mark.browser
-
-
-@dataclass
-class WebPortal:
-    """The portal served over HTTP on a free port, and helpers to add people and sites to its database."""
-
-    base_url: str
-    portal: Portal
-
-    def add_person(self, username: str, role: str, **kwargs: object) -> Person:
-        return self.portal.add_person(username, role, **kwargs)
-
-    def add_site(self, label: str, *, owner: str) -> int:
-        return self.portal.add_site(label, owner=owner)
-
-    def sql(self, query: str, *params: object) -> list[tuple[object, ...]]:
-        return self.portal.sql(query, *params)
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    # Per test: Playwright's event loop starts worker threads, which must end with the test.
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM))
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def web(database: Database) -> Iterator[WebPortal]:
-    settings = portal_settings(database, api_cookie_secure=False)
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-web-tests")
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive(), "uvicorn exited while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start within 15 s"
-        time.sleep(0.02)
-    try:
-        yield WebPortal(f"http://127.0.0.1:{port}", Portal(client=None, settings=settings, database=database))  # type: ignore[arg-type]
-    finally:
-        server.should_exit = True
-        thread.join(15)
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, locale="en-GB")
-    yield context.new_page()
-    context.close()
-
-
-def screenshot(page: Page, name: str) -> None:
-    """Save a screenshot for the README when THUIS_SCREENSHOTS=1, so normal runs leave them alone."""
-    if os.environ.get("THUIS_SCREENSHOTS") == "1":
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def sign_in(
-    page: Page, web: WebPortal, person: Person, *, password: str = PASSWORD, go_to_form: bool = True
-) -> None:
-    if go_to_form:
-        page.goto(f"{web.base_url}/sign-in")
-    page.get_by_label("Username").fill(person.username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    if person.account.totp_secret is not None and password == PASSWORD:
-        expect(page.get_by_text("enter the 6-digit code")).to_be_visible()
-        page.get_by_label("Authentication code").fill(person.code())
-        page.get_by_label("Password").fill(password)
-        page.get_by_role("button", name="Sign in").click()
 
 
 def seed_energy(web: WebPortal, site_id: int, *, serial: str = "MXM-0001") -> dt.datetime:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from api.deps import ConnDep, Id, PoolDep, PrivacyOfficer, Researcher, require_role
+from api.deps import ConnDep, Id, PoolDep, PrivacyOfficer, Researcher, StreamingResearcher, require_role
 from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
 from api.problems import PROBLEM_RESPONSES
 from api.schemas.research import (
@@ -111,9 +111,12 @@ async def preview(principal: Researcher, body: ReleaseBody, conn: ConnDep) -> Pr
     response_class=StreamingResponse,
     responses={200: {"content": {"application/zip": {}}, "description": "the archive"}},
 )
-async def create_release(principal: Researcher, body: ReleaseBody, pool: PoolDep) -> StreamingResponse:
+async def create_release(
+    principal: StreamingResearcher, body: ReleaseBody, pool: PoolDep
+) -> StreamingResponse:
     """Spend the release's rho and stream its archive; refuse (422, with why, recorded) what breaks a rule."""
-    # The connection is held while the archive streams, and given back by the response when it ends.
+    # The connection is held while the archive streams, and given back by the response when it ends. The
+    # researcher was looked up on a connection already given back: a request holds one at a time.
     conn = await pool.acquire()
     try:
         with research.answered_as_problems():

@@ -6,7 +6,8 @@ Every resource arrives as an `Annotated` dependency, so routes and pages only sa
 
 FastAPI resolves each dependency once per request, so the principal's session lookup and the route share
 one pooled connection, given back as soon as the route function returns (before the response is sent:
-streamed downloads open their own).
+streamed downloads open their own). A route that takes a connection of its own while it runs looks its
+principal up on a borrowed one instead (`StreamingResearcher`): a request never holds two.
 """
 
 from __future__ import annotations

@@ -79,15 +79,22 @@ class Adversary:
     async def archive(self, project_id: int, **overrides: Any) -> Archive:
         """Make a release and return its archive read."""
         answer = await self.ask(project_id, **overrides)
-        assert answer.status_code == 200, answer.text
+        assert answer.status_code == 200, said(answer)
         return read_archive(answer.content)
 
     async def refusal(self, project_id: int, **overrides: Any) -> str:
         """Ask for a release that must be refused; return the refusal's words."""
         answer = await self.ask(project_id, **overrides)
-        assert answer.status_code == 422, answer.text
+        assert answer.status_code == 422, said(answer)
         detail: str = answer.json()["detail"]
         return detail
+
+
+def said(answer: httpx.Response) -> str:
+    """Return what an answer says, for an assertion's message: a problem's words, or what it holds."""
+    if answer.headers.get("content-type", "").startswith("application/zip"):
+        return f"{answer.status_code}: an archive of {len(answer.content)} bytes"
+    return f"{answer.status_code}: {answer.text[:500]}"
 
 
 def release_body(project_id: int, **overrides: Any) -> dict[str, Any]:

@@ -6,7 +6,8 @@ Every resource arrives as an `Annotated` dependency, so routes and pages only sa
 
 FastAPI resolves each dependency once per request, so the principal's session lookup and the route share
 one pooled connection, given back as soon as the route function returns (before the response is sent:
-streamed downloads open their own).
+streamed downloads open their own). A route that takes a connection of its own while it runs looks its
+principal up on a borrowed one instead (`StreamingResearcher`): a request never holds two.
 """
 
 from __future__ import annotations
@@ -116,13 +117,18 @@ async def current_principal(principal: MaybeSignedIn) -> Principal:
 SignedIn = Annotated[Principal, Depends(current_principal)]
 
 
+def _in_role(principal: Principal, roles: tuple[str, ...]) -> Principal:
+    """Return the principal; refuse one whose role is not one of `roles` (403)."""
+    if principal.role not in roles:
+        raise Problem(403, f"this is for {' and '.join(r.replace('_', ' ') + 's' for r in roles)} only")
+    return principal
+
+
 def require_role(*roles: str) -> object:
     """Return a dependency that refuses anyone whose role is not one of `roles`."""
 
     async def check(principal: SignedIn) -> Principal:
-        if principal.role not in roles:
-            raise Problem(403, f"this is for {' and '.join(r.replace('_', ' ') + 's' for r in roles)} only")
-        return principal
+        return _in_role(principal, roles)
 
     return Depends(check)
 
@@ -131,6 +137,45 @@ Installer = Annotated[Principal, require_role("installer")]
 Owner = Annotated[Principal, require_role("owner")]
 PrivacyOfficer = Annotated[Principal, require_role("privacy_officer")]
 Researcher = Annotated[Principal, require_role("researcher")]
+
+
+async def principal_on_a_borrowed_connection(
+    request: Request,
+    pool: PoolDep,
+    settings: SettingsDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    cookie: Annotated[str | None, Depends(cookie_scheme)],
+) -> Principal | None:
+    """Return the signed-in person (or None), giving the connection of the lookup back at once.
+
+    For routes that take a pooled connection of their own while they run (a streamed release): were the
+    lookup's connection still held, as many such requests at once as the pool has connections would each
+    hold one and wait for ever for a second.
+    """
+    async with pool.acquire() as conn:
+        return await optional_principal(request, conn, settings, bearer, cookie)
+
+
+async def signed_in_holding_no_connection(
+    principal: Annotated[Principal | None, Depends(principal_on_a_borrowed_connection)],
+) -> Principal:
+    """Return the signed-in person, as `SignedIn` does, with no pooled connection held after."""
+    return await current_principal(principal)
+
+
+# Anyone signed in, for a page that streams on a connection of its own (the research page's release).
+SignedInHoldingNone = Annotated[Principal, Depends(signed_in_holding_no_connection)]
+
+
+async def researcher_holding_no_connection(
+    principal: Annotated[Principal | None, Depends(principal_on_a_borrowed_connection)],
+) -> Principal:
+    """Return the signed-in researcher, as `Researcher` does, with no pooled connection held after."""
+    return _in_role(await current_principal(principal), ("researcher",))
+
+
+# A researcher, for a route that holds a connection of its own beyond the lookup (a streamed release).
+StreamingResearcher = Annotated[Principal, Depends(researcher_holding_no_connection)]
 
 
 async def visible_site(site_id: Id, principal: SignedIn, conn: ConnDep) -> SiteAccess:

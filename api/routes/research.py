@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
-from api.deps import ConnDep, Id, PoolDep, PrivacyOfficer, Researcher, require_role
+from api.deps import ConnDep, Id, PoolDep, PrivacyOfficer, Researcher, StreamingResearcher, require_role
 from api.pagination import DEFAULT_PAGE, MAX_PAGE, decode_cursor, encode_cursor
 from api.problems import PROBLEM_RESPONSES
 from api.schemas.research import (
@@ -87,8 +87,12 @@ async def preview(principal: Researcher, body: ReleaseBody, conn: ConnDep) -> Pr
     response_class=StreamingResponse,
     responses={200: {"content": {"application/zip": {}}, "description": "the archive"}},
 )
-async def create_release(principal: Researcher, body: ReleaseBody, pool: PoolDep) -> StreamingResponse:
+async def create_release(
+    principal: StreamingResearcher, body: ReleaseBody, pool: PoolDep
+) -> StreamingResponse:
     """Spend the release's rho and stream its archive; refuse (422, with why, recorded) what breaks a rule."""
+    # The researcher was looked up on a connection already given back (StreamingResearcher): a request
+    # holds one connection at a time, the one its archive streams on.
     return await research.release_response(pool, principal=principal, body=body, via="api")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
-from api.deps import ConnDep, Id, PoolDep, SignedIn
+from api.deps import ConnDep, Id, PoolDep, SignedIn, SignedInHoldingNone
 from api.problems import Problem
 from api.schemas.research import Preview, ReleaseBody
 from api.security import Principal
@@ -137,16 +137,18 @@ async def project_page(request: Request, principal: SignedIn, project_id: Id, co
 
 @router.post("/research/projects/{project_id}/releases")
 async def make_release(
-    request: Request, principal: SignedIn, project_id: Id, conn: ConnDep, pool: PoolDep
+    request: Request, principal: SignedInHoldingNone, project_id: Id, pool: PoolDep
 ) -> Response:
     """Make the release previewed: spend its rho and download its archive; a refusal shows the page with why.
 
-    optional_principal has checked the form's CSRF token. The release is made by the same service as the
-    API's, and streamed as it is made.
+    The principal's lookup has checked the form's CSRF token. The release is made by the same service as the
+    API's, and streamed as it is made, on a connection of its own: this page holds no other while it does
+    (as many releases at once as the pool has connections would otherwise wait for ever).
     """
     if principal.role != "researcher":
         return error_page(request, 403, "this page is for researchers only", principal)
-    await research.visible_project(conn, principal=principal, project_id=project_id)  # another's: 404
+    async with pool.acquire() as conn:
+        await research.visible_project(conn, principal=principal, project_id=project_id)  # another's: 404
     form = release_form((await request.form()).multi_items())
     try:
         body = release_body(project_id, form)
@@ -157,7 +159,8 @@ async def make_release(
         if refused.status != 422:
             raise
         error = refused.detail
-    return await _project_page(request, principal, conn, project_id, form=form, error=error, status=422)
+    async with pool.acquire() as conn:
+        return await _project_page(request, principal, conn, project_id, form=form, error=error, status=422)
 
 
 async def _project_page(

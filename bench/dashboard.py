@@ -24,6 +24,7 @@ import random
 import secrets
 import statistics
 import time
+from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -81,7 +82,7 @@ ON CONFLICT DO NOTHING
 
 
 def load(
-    conn: psycopg.Connection[object], args: argparse.Namespace, start: dt.datetime, end: dt.datetime
+    conn: psycopg.Connection[tuple[Any, ...]], args: argparse.Namespace, start: dt.datetime, end: dt.datetime
 ) -> list[int]:
     """Create the households and their readings; return the site ids."""
     rng = random.Random(args.seed)  # noqa: S311 - reproducible households, not a secret
@@ -176,7 +177,7 @@ async def chart(
 
 
 def check_equal(
-    rolled: list[HourlyPoint] | list[DailyPoint], raw: list[HourlyPoint] | list[DailyPoint], what: str
+    rolled: Sequence[HourlyPoint | DailyPoint], raw: Sequence[HourlyPoint | DailyPoint], what: str
 ) -> None:
     if len(rolled) != len(raw) or not rolled:
         raise RuntimeError(f"{what}: {len(rolled)} points from the rollups, {len(raw)} from the readings")

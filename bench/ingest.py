@@ -29,8 +29,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import paho.mqtt.client as paho
@@ -164,7 +166,7 @@ class RawSubscriber:
 
 def fill_backlog(stack: BenchStack, messages: list[SimMessage], fleet_args: dict[str, int]) -> float:
     """Publish the messages from their gateways while no subscriber is connected; return msgs/s."""
-    fleet = build_fleet(**fleet_args)
+    fleet = build_fleet(benext=fleet_args["benext"], maxem=fleet_args["maxem"], seed=fleet_args["seed"])
     report = publish(
         messages,
         gateways=fleet,
@@ -257,10 +259,11 @@ async def copy_ceiling(stack: BenchStack) -> tuple[int, float]:
         total = sum(len(r) for r in rows.values())
         started = time.perf_counter()
         for table, records in rows.items():
-            for offset in range(0, len(records), COPY_CHUNK_ROWS):
+            sequences = cast("list[Sequence[object]]", records)  # Records are sequences, untyped
+            for offset in range(0, len(sequences), COPY_CHUNK_ROWS):
                 async with conn.transaction():
                     await conn.copy_records_to_table(
-                        table, records=records[offset : offset + COPY_CHUNK_ROWS], columns=READING_COLUMNS
+                        table, records=sequences[offset : offset + COPY_CHUNK_ROWS], columns=READING_COLUMNS
                     )
         return total, time.perf_counter() - started
     finally:

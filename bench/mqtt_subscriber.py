@@ -335,7 +335,7 @@ def fill_backlog(target: Target, messages: list[SimMessage], fleet_args: dict[st
     """Publish the backlog from its gateways while no subscriber is connected."""
     report = publish(
         messages,
-        gateways=build_fleet(**fleet_args),
+        gateways=build_fleet(benext=fleet_args["benext"], maxem=fleet_args["maxem"], seed=fleet_args["seed"]),
         host="localhost",
         port=target.port,
         certs_dir=target.certs_dir,

@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 import statistics
 import time
+from typing import Any
 
 import psycopg
 
@@ -30,14 +31,14 @@ FROM generate_series(%s::timestamptz, %s::timestamptz - interval '1 microsecond'
 
 
 def fill(
-    conn: psycopg.Connection[object], start: dt.datetime, end: dt.datetime, args: argparse.Namespace
+    conn: psycopg.Connection[tuple[Any, ...]], start: dt.datetime, end: dt.datetime, args: argparse.Namespace
 ) -> int:
     step = dt.timedelta(days=1) / args.events_per_day
     with conn.transaction():
         return conn.execute(FILL, (start, end, step, args.gateways)).rowcount
 
 
-def count(conn: psycopg.Connection[object]) -> int:
+def count(conn: psycopg.Connection[tuple[Any, ...]]) -> int:
     row = conn.execute("SELECT count(*) FROM gateway_connectivity_events").fetchone()
     return int(row[0]) if row else 0
 

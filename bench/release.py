@@ -32,12 +32,12 @@ import json
 import math
 import os
 import platform
-import resource
 import secrets
 import statistics
 import time
 import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -259,8 +259,30 @@ def noise_figures(
     return stated, measured, {size: measured / (size * per_household) for size in SIZES}
 
 
+def reset_peak_rss() -> None:
+    """Start a new peak of resident memory (Linux: writing 5 to clear_refs resets VmHWM)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Return the peak resident memory since the last reset, in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+@dataclass
+class Results:
+    """What one benchmark run measured."""
+
+    plain: dict[str, Timings]
+    releases: dict[str, Timings]
+    noise: dict[str, tuple[float, float, dict[int, float]]] = field(default_factory=dict)
+    rss: dict[str, float] = field(default_factory=dict)  # peak MiB during each, the highest of the runs
+
+    def peak(self, what: str) -> None:
+        self.rss[what] = max(self.rss.get(what, 0.0), peak_rss_mib())
 
 
 def main() -> int:
@@ -289,58 +311,72 @@ def main() -> int:
             f"in {time.perf_counter() - started:.0f} s",
             flush=True,
         )
-        project, researcher = asyncio.run(make_project(stack.owner_url, args.rho * len(KINDS) * args.runs))
-        with psycopg.connect(stack.owner_url) as conn:
-            exact_rows = conn.execute(EXACT).fetchall()
-        exact_day = {area: (int(n), float(day)) for area, n, day, _ in exact_rows}
-        exact_quarter = {area: (int(n), float(quarter)) for area, n, _, quarter in exact_rows}
-        day_start, day_end = START, START + dt.timedelta(days=args.days)
-        quarter_start, quarter_end = period_bounds(_request(args, KINDS["15-minute aggregates parquet"], 1))
-        ceilings = {
-            "daily": sql.SQL(PLAIN_DAILY).format(start=sql.Literal(day_start), end=sql.Literal(day_end)),
-            "quarter": sql.SQL(PLAIN_QUARTER).format(
-                start=sql.Literal(quarter_start), end=sql.Literal(quarter_end)
-            ),
-        }
-        plain = {name: Timings() for name in ceilings}
-        results = {name: Timings() for name in KINDS}
-        noise: dict[str, tuple[float, float, dict[int, float]]] = {}
-        rss: dict[str, float] = {"before the releases": peak_rss_mib()}
-        for run in range(args.runs):
-            for name, statement in ceilings.items():
-                plain[name].runs.append(copy_out(stack.owner_url, statement))
-            for name, kind in KINDS.items():
-                rows = plain[kind.ceiling].runs[-1][1]  # a release reads every row its ceiling copies
-                seconds, archive = asyncio.run(
-                    run_release(export_url, _request(args, kind, project), researcher)
-                )
-                results[name].runs.append((seconds, rows, len(archive)))
-                rss[name] = peak_rss_mib()
-                if run == 0 and kind.file_format == "parquet":
-                    _, totals = released_totals(archive)
-                    exact = exact_quarter if kind.resolution == "15min" else exact_day
-                    noise[kind.resolution] = noise_figures(totals, exact)
-            timings = ", ".join(
-                [f"COPY {n} {t.runs[-1][0]:.1f} s" for n, t in plain.items()]
-                + [f"{n} {t.runs[-1][0]:.1f} s" for n, t in results.items()]
-            )
-            print(f"  run {run + 1}: {timings}", flush=True)
+        results = measure(args, stack.owner_url, export_url)
+    report(args, results)
+    return 0
+
+
+def measure(args: argparse.Namespace, owner_url: str, export_url: str) -> Results:
+    """Time the plain COPYs and the releases, `--runs` times each; measure the noise of the first run."""
+    project, researcher = asyncio.run(make_project(owner_url, args.rho * len(KINDS) * args.runs))
+    with psycopg.connect(owner_url) as conn:
+        exact_rows = conn.execute(EXACT).fetchall()
+    exact = {
+        "day": {area: (int(n), float(day)) for area, n, day, _ in exact_rows},
+        "15min": {area: (int(n), float(quarter)) for area, n, _, quarter in exact_rows},
+    }
+    quarter_start, quarter_end = period_bounds(_request(args, KINDS["15-minute aggregates parquet"], 1))
+    ceilings = {
+        "daily": sql.SQL(PLAIN_DAILY).format(
+            start=sql.Literal(START), end=sql.Literal(START + dt.timedelta(days=args.days))
+        ),
+        "quarter": sql.SQL(PLAIN_QUARTER).format(
+            start=sql.Literal(quarter_start), end=sql.Literal(quarter_end)
+        ),
+    }
+    results = Results({name: Timings() for name in ceilings}, {name: Timings() for name in KINDS})
+    results.peak("before the releases")
+    for run in range(args.runs):
+        for name, statement in ceilings.items():
+            reset_peak_rss()
+            results.plain[name].runs.append(copy_out(owner_url, statement))
+            results.peak(f"plain COPY, {name}")
+        for name, kind in KINDS.items():
+            rows = results.plain[kind.ceiling].runs[-1][1]  # a release reads every row its ceiling copies
+            reset_peak_rss()
+            seconds, archive = asyncio.run(run_release(export_url, _request(args, kind, project), researcher))
+            results.releases[name].runs.append((seconds, rows, len(archive)))
+            results.peak(name)  # the archive, kept in memory by the benchmark, included
+            if run == 0 and kind.file_format == "parquet":
+                _, totals = released_totals(archive)
+                results.noise[kind.resolution] = noise_figures(totals, exact[kind.resolution])
+        timings = ", ".join(
+            [f"COPY {n} {t.runs[-1][0]:.1f} s" for n, t in results.plain.items()]
+            + [f"{n} {t.runs[-1][0]:.1f} s" for n, t in results.releases.items()]
+        )
+        print(f"  run {run + 1}: {timings}", flush=True)
+    return results
+
+
+def report(args: argparse.Namespace, results: Results) -> None:
+    """Print the medians, the noise and the memory."""
     print(f"\nmedians of {args.runs} runs, input rows per second:")
     print(f"  {'what':<30} {'input rows':>12} {'out MB':>8} {'seconds':>8} {'rows/s':>11} {'vs COPY':>8}")
-    for name, timing in [(f"plain COPY, {n}", t) for n, t in plain.items()] + list(results.items()):
-        ceiling = plain[KINDS[name].ceiling if name in KINDS else name.removeprefix("plain COPY, ")].rate()
+    rows = [(f"plain COPY, {n}", t, results.plain[n]) for n, t in results.plain.items()]
+    rows += [(n, t, results.plain[KINDS[n].ceiling]) for n, t in results.releases.items()]
+    for name, timing, ceiling in rows:
         seconds = statistics.median(run[0] for run in timing.runs)
         print(
             f"  {name:<30} {timing.runs[0][1]:>12,} {timing.runs[0][2] / 1e6:>8.1f} {seconds:>8.2f} "
-            f"{timing.rate():>11,.0f} {timing.rate() / ceiling:>7.0%}"
+            f"{timing.rate():>11,.0f} {timing.rate() / ceiling.rate():>7.0%}"
         )
     print(f"\nnoise of the meter's totals (grid.import_energy_kwh), rho {args.rho} a release:")
     print(f"  {'resolution':<10} {'sd stated':>10} {'sd measured':>12}   relative error for a cell of")
-    for resolution, (stated, measured, relative) in noise.items():
+    for resolution, (stated, measured, relative) in results.noise.items():
         shares = "  ".join(f"{size:,}: {share:>8.1%}" for size, share in relative.items())
         print(f"  {resolution:<10} {stated:>10.2f} {measured:>12.2f}   {shares}")
-    print("peak resident memory of this process (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in rss.items()))
-    return 0
+    peaks = ", ".join(f"{what} {mib:.0f}" for what, mib in results.rss.items())
+    print(f"peak resident memory of this process during each (MiB): {peaks}")
 
 
 if __name__ == "__main__":

@@ -37,10 +37,11 @@ import secrets
 import statistics
 import time
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pyarrow.parquet as pq
@@ -55,6 +56,7 @@ from privacy.research.release import prepare_release
 from privacy.research.request import ReleaseRequest
 from thuis.db import connection
 
+T = TypeVar("T")
 START = dt.date(2025, 1, 6)  # a Monday
 SMALL, LARGE = 10, 100  # households per postcode area: each area is one cell of the geography (k = 10)
 SIZES = (10, 100, 2_000)  # cell sizes the relative error is printed for
@@ -220,10 +222,14 @@ async def run_release(url: str, request: ReleaseRequest, researcher: int) -> tup
         return time.perf_counter() - started, archive.getvalue()
 
 
-def copy_out_in_child(url: str, statement: sql.Composed) -> tuple[float, int, int]:
-    """Run `copy_out` in a child process: psycopg's COPY of 2 GB leaves this one 1.4 GiB larger for good."""
+def in_child(function: Callable[..., T], *args: Any) -> T:
+    """Run a function in a child process, so the memory it takes does not count as the releases'.
+
+    The plain COPY of 2 GB and reading a release's 1.6 million rows back into Python each leave this process
+    a gigabyte larger for good (freed, but not returned to the system), hiding the releases' own peak.
+    """
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as child:
-        return child.submit(copy_out, url, statement).result()
+        return child.submit(function, *args).result()
 
 
 def copy_out(url: str, statement: sql.Composed) -> tuple[float, int, int]:
@@ -257,10 +263,12 @@ def released_totals(archive: bytes) -> tuple[dict[str, Any], list[dict[str, Any]
     return manifest, [row for row in rows if row["measure"] == "grid.import_energy_kwh"]
 
 
-def noise_figures(
-    rows: list[dict[str, Any]], exact: dict[str, tuple[int, float]]
-) -> tuple[float, float, dict[int, float]]:
+Noise = tuple[float, float, dict[int, float]]  # sd stated, sd measured, relative error per cell size
+
+
+def measured_noise(archive: bytes, exact: dict[str, tuple[int, float]]) -> Noise:
     """Return the noise's sd as stated and as measured, and the relative error per cell size."""
+    _, rows = released_totals(archive)
     stated = rows[0]["total_sd"]
     measured = math.sqrt(statistics.fmean((row["total"] - exact[row["cell"]][1]) ** 2 for row in rows))
     per_household = statistics.fmean(per_bucket / homes for homes, per_bucket in exact.values())
@@ -286,7 +294,7 @@ class Results:
 
     plain: dict[str, Timings]
     releases: dict[str, Timings]
-    noise: dict[str, tuple[float, float, dict[int, float]]] = field(default_factory=dict)
+    noise: dict[str, Noise] = field(default_factory=dict)
     rss: dict[str, float] = field(default_factory=dict)  # peak MiB during each, the highest of the runs
 
     def peak(self, what: str) -> None:
@@ -346,7 +354,7 @@ def measure(args: argparse.Namespace, owner_url: str, export_url: str) -> Result
     results.peak("before the releases")
     for run in range(args.runs):
         for name, statement in ceilings.items():
-            results.plain[name].runs.append(copy_out_in_child(owner_url, statement))
+            results.plain[name].runs.append(in_child(copy_out, owner_url, statement))
         for name, kind in KINDS.items():
             rows = results.plain[kind.ceiling].runs[-1][1]  # a release reads every row its ceiling copies
             reset_peak_rss()
@@ -354,8 +362,7 @@ def measure(args: argparse.Namespace, owner_url: str, export_url: str) -> Result
             results.releases[name].runs.append((seconds, rows, len(archive)))
             results.peak(name)  # the archive, kept in memory by the benchmark, included
             if run == 0 and kind.file_format == "parquet":
-                _, totals = released_totals(archive)
-                results.noise[kind.resolution] = noise_figures(totals, exact[kind.resolution])
+                results.noise[kind.resolution] = in_child(measured_noise, archive, exact[kind.resolution])
         timings = ", ".join(
             [f"COPY {n} {t.runs[-1][0]:.1f} s" for n, t in results.plain.items()]
             + [f"{n} {t.runs[-1][0]:.1f} s" for n, t in results.releases.items()]

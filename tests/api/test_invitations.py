@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import statistics
 import time
 import zipfile
@@ -261,3 +262,31 @@ async def test_a_residents_access_zip_holds_nothing_from_outside_their_grant_win
     text = json.dumps(tables)
     for after in (LATE_IP, "3.0", "ev-after-rita", "after-rita", "after Rita left"):
         assert after not in text, after
+
+
+async def test_a_resident_accepts_and_declines_on_the_invitations_page(world: World):
+    client = world.portal.client
+    await world.invite(world.anna, "rob")
+    await world.invite(world.bert, "rob", site_id=world.bert_site)
+    listed = await client.get("/invitations", headers=world.rob.headers)
+    assert listed.status_code == 200
+    ids = [int(i) for i in re.findall(r'data-invitation="(\d+)"', listed.text)]
+    assert len(ids) == 2
+    assert "Grachtenhuis" in listed.text
+    assert "Flat van Bert" in listed.text
+    anna_invitation, bert_invitation = ids
+    accepted = await client.post(f"/invitations/{bert_invitation}/accept", headers=world.rob.headers)
+    assert (accepted.status_code, accepted.headers["location"]) == (303, f"/sites/{world.bert_site}")
+    declined = await client.post(f"/invitations/{anna_invitation}/decline", headers=world.rob.headers)
+    assert (declined.status_code, declined.headers["location"]) == (303, "/invitations?declined=true")
+    after = await client.get(declined.headers["location"], headers=world.rob.headers)
+    assert "data-invitation" not in after.text
+    assert "Declined" in after.text
+    home = await client.get(f"/sites/{world.bert_site}", headers=world.rob.headers)
+    assert home.status_code == 200
+    assert (await client.get(f"/sites/{world.site_id}", headers=world.rob.headers)).status_code == 404
+    # Someone else's invitation, or one answered already, is no page of theirs.
+    again = await client.post(f"/invitations/{anna_invitation}/accept", headers=world.rob.headers)
+    assert again.status_code == 404
+    stranger = await client.get("/invitations", headers=world.anna.headers)
+    assert stranger.status_code == 403

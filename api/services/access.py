@@ -53,16 +53,6 @@ class SiteAccess:
         """Return the windows' ends, as the statements take them (an array, NULL for unbounded)."""
         return [until for _, until in self.windows]
 
-    def clip(self, start: dt.datetime, end: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
-        """Return the parts of [start, end) that lie in the windows, in time order."""
-        parts = []
-        for since, until in self.windows:
-            low = start if since is None else max(start, since)
-            high = end if until is None else min(end, until)
-            if low < high:
-                parts.append((low, high))
-        return parts
-
 
 def merged_windows(
     starts: Sequence[dt.datetime | None], ends: Sequence[dt.datetime | None]

@@ -14,15 +14,18 @@ import re
 import statistics
 import time
 import zipfile
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.fixtures.database import Database
+from ops.localstack import PostgresCluster
+from tests.fixtures.database import Database, copy_of, drop, freeze_as_template
 from tests.fixtures.portal import Person, Portal, running_portal
+from tests.support import blocking
 
 SERIAL = "MAXEM-GRACHT1"
 LATE_IP = "203.0.113.50"
@@ -66,19 +69,56 @@ class World:
         )
 
 
-@pytest.fixture
-async def world(database: Database) -> AsyncIterator[World]:
+@dataclass(frozen=True)
+class Template:
+    """The people and homes, made and signed in once per module (accounts cost seconds), to be copied."""
+
+    database: Database
+    people: dict[str, Person]
+    site_id: int
+    bert_site: int
+
+
+async def build(database: Database) -> Template:
     async with running_portal(database) as portal:
-        anna = portal.add_person("anna", "owner", email="anna@example.org")
-        bert = portal.add_person("bert", "owner")
-        rita = portal.add_person("rita", "resident", resident_of="anna", email="rita@example.org")
-        rob = portal.add_person("rob", "resident", resident_of="bert")
-        olga = portal.add_person("olga", "privacy_officer")
+        portal.add_person("anna", "owner", email="anna@example.org")
+        portal.add_person("bert", "owner")
+        portal.add_person("rita", "resident", resident_of="anna", email="rita@example.org")
+        portal.add_person("rob", "resident", resident_of="bert")
+        portal.add_person("olga", "privacy_officer")
         site_id = portal.add_site("Grachtenhuis", owner="anna")
         bert_site = portal.add_site("Flat van Bert", owner="bert")
-        for person in (anna, bert, rita, rob, olga):
+        for person in portal.people.values():
             assert (await portal.sign_in(person)).status_code == 200
-        yield World(portal, anna, bert, rita, rob, olga, site_id, bert_site)
+        return Template(database, dict(portal.people), site_id, bert_site)
+
+
+@pytest.fixture(scope="module")
+def template(pg_cluster: PostgresCluster, template_database: str, workdir: Path) -> Iterator[Template]:
+    database = copy_of(pg_cluster, template_database, keyring_file=None, workdir=workdir)
+    built = blocking(build(database))
+    freeze_as_template(pg_cluster, database)
+    yield built
+    drop(pg_cluster, database)
+
+
+@pytest.fixture
+async def world(pg_cluster: PostgresCluster, template: Template, workdir: Path) -> AsyncIterator[World]:
+    copy = copy_of(
+        pg_cluster, template.database.name, keyring_file=template.database.keyring_file, workdir=workdir
+    )
+    try:
+        async with running_portal(copy) as portal:
+            people = {name: replace(person) for name, person in template.people.items()}
+            portal.people.update(people)
+            yield World(
+                portal,
+                *(people[name] for name in ("anna", "bert", "rita", "rob", "olga")),
+                template.site_id,
+                template.bert_site,
+            )
+    finally:
+        drop(pg_cluster, copy)
 
 
 async def test_a_grant_gives_no_access_until_the_resident_accepts_it(world: World):
@@ -291,3 +331,43 @@ async def test_a_resident_accepts_and_declines_on_the_invitations_page(world: Wo
     assert again.status_code == 404
     stranger = await client.get("/invitations", headers=world.anna.headers)
     assert stranger.status_code == 403
+
+
+async def test_an_invitation_not_accepted_puts_nothing_of_the_home_in_the_residents_zip(world: World):
+    client = world.portal.client
+    world.portal.sql(
+        "INSERT INTO gateways (gateway_serial, vendor, site_id, last_seen_at, last_seen_ip) "
+        "VALUES (%s, 'maxem', %s, now(), %s)",
+        SERIAL,
+        world.site_id,
+        LATE_IP,
+    )
+    await world.invite(world.anna, "rob")  # never answered
+    await world.invite(world.anna, "rita")
+    [for_rita] = await world.invitations(world.rita)
+    assert (await world.answer(world.rita, for_rita["invitation_id"], "decline")).status_code == 204
+    for resident in (world.rob, world.rita):
+        filed = await client.post(
+            "/api/v1/privacy/requests",
+            headers=world.olga.headers,
+            json={"kind": "access", "subject_username": resident.username},
+        )
+        assert filed.status_code == 201, filed.text
+        request_id = filed.json()["request_id"]
+        done = await client.post(
+            f"/api/v1/privacy/requests/{request_id}/status",
+            headers=world.olga.headers,
+            json={"status": "completed"},
+        )
+        assert done.status_code == 200, done.text
+        download = await client.get(
+            f"/api/v1/privacy/requests/{request_id}/download", headers=resident.headers
+        )
+        tables = tables_of(download.content)
+        for table in ("sites", "gateways", "devices", "energy_readings", "system_settings"):
+            assert tables[table] == [], (resident.username, table)
+        text = json.dumps(tables)
+        for anna_data in ("Grachtenhuis", SERIAL, LATE_IP):
+            assert anna_data not in text, (resident.username, anna_data)
+        # Their own invitation is theirs to see.
+        assert [g["site_id"] for g in tables["resident_grants"]] == [world.site_id]

@@ -310,10 +310,18 @@ async def test_the_new_owners_installer_gets_the_new_owner_and_only_data_since_a
     )
     assert assigned.status_code == 201, assigned.text
     assigned_at = dt.datetime.fromisoformat(assigned.json()["assigned_at"])
+    # A second, overlapping assignment of the same installer shows nothing twice.
+    again = await world.portal.client.post(
+        f"{site}/assignments",
+        headers=bert.headers,
+        json={"installer_username": "kees", "expires_at": in_days(9)},
+    )
+    assert again.status_code == 201, again.text
     contact = await world.get("kees", f"{site}/owner")
     assert (contact.status_code, contact.json()["holder_name"]) == (200, "Bert Bakker")
     times = await all_readings(world, "kees")
-    assert times, "the readings of Bert's period"
+    # Bert's readings after the assignment: all of them (they are stamped after it), each once.
+    assert len(times) == len(set(times)) == world.handover.bert_readings
     assert min(times) >= assigned_at
 
 

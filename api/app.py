@@ -12,7 +12,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 
 from api.deps import ConnDep
 from api.problems import install_problem_handlers
-from api.routes import account, energy, privacy, research, sharing, sites, staff
+from api.routes import account, energy, invitations, privacy, research, sharing, sites, staff
 from api.settings import ApiSettings
 from api.web import pages
 from privacy.keys.crypto import KeyringFile
@@ -70,7 +70,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     # The data catalogue decides what completing a request keeps for a legal duty: read once, at build.
     app.state.catalogue = load_catalogue()
     install_problem_handlers(app)
-    for module in (account, sites, energy, sharing, staff, privacy, research):
+    for module in (account, sites, energy, sharing, invitations, staff, privacy, research):
         app.include_router(module.router)
     app.include_router(pages.router)
 

@@ -63,8 +63,8 @@ class ExportSubject:
     role: str
     key_id: int
     email_hash: bytes | None
-    windows: tuple[tuple[int, dt.datetime | None, dt.datetime | None], ...]
-    owned_sites: tuple[int, ...]
+    # (site, since, until, owned): each period they owned a home, each time an accepted grant held
+    windows: tuple[tuple[int, dt.datetime | None, dt.datetime | None, bool], ...]
     keys: dict[int, bytes]
 
 
@@ -107,8 +107,7 @@ async def load_subject(conn: Connection, keyring: Keyring, *, user_id: int) -> E
         role=row["role"],
         key_id=row["key_id"],
         email_hash=bytes(row["email_hash"]) if row["email_hash"] is not None else None,
-        windows=tuple((w["site_id"], w["since"], w["until"]) for w in windows),
-        owned_sites=tuple(w["site_id"] for w in windows if w["owned"]),
+        windows=tuple((w["site_id"], w["since"], w["until"], w["owned"]) for w in windows),
         keys=keys,
     )
 
@@ -175,15 +174,13 @@ class _ZipWriter:
         args: list[Any] = []
         for param in export.params:
             if param == "windows":
-                args += [[w[0] for w in self.subject.windows], [w[1] for w in self.subject.windows]]
-                args.append([w[2] for w in self.subject.windows])
+                args += [[window[part] for window in self.subject.windows] for part in range(4)]
             else:
                 args.append(
                     {
                         "user_id": self.subject.user_id,
                         "username": self.subject.username,
                         "email_hash": self.subject.email_hash,
-                        "owned_sites": list(self.subject.owned_sites),
                     }[param]
                 )
         return args

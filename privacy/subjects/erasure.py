@@ -1,10 +1,11 @@
 """Erasure at a data subject's request: crypto-shredding plus deletion, except what a legal duty keeps.
 
 The catalogue says which categories a legal duty keeps on erasure (`on_erasure = "keep_for_legal_duty"`)
-and for how long; everything else of the subject goes in one transaction of `erase_data_subject` (migration
-0008): their homes with every reading and everything derived, their account and its data key, sessions,
-preferences, sign-ins, consent records, grants and the audit records about them. What is kept is named
-with its legal basis and the day its period ends; retention removes it then.
+and for how long; everything else of the subject goes in one transaction of `erase_data_subject` (migrations
+0008, 0010, 0011): the homes only they ever owned with every reading and everything derived, and of homes
+others owned too what falls in the subject's own periods (and nothing of the other owners'); their account
+and its data key, sessions, preferences, sign-ins, consent records, grants and the audit records about
+them. What is kept is named with its legal basis and the day its period ends; retention removes it then.
 """
 
 from __future__ import annotations

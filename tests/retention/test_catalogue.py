@@ -42,6 +42,7 @@ EXPECTED = {
     "billing_records": ("7 years", "7 years"),
     "audit_records": ("2 years", "none"),
     "sessions": ("0 days", "none"),  # until the session expires or is ended
+    "home_ownership": ("indefinitely", "none"),  # as long as the data it attributes
     "access_grants": ("2 years", "none"),
     "data_subject_requests": ("2 years", "none"),  # after the request was closed
     "research_releases": ("indefinitely", "none"),  # a budget holds only with every release on its ledger

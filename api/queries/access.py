@@ -4,7 +4,8 @@
 # the windows of time whose data they may see ([since, until), NULL: unbounded), which the service merges:
 # - an owner: the homes they own now; every period they owned it (site_ownership_periods);
 # - a resident: a grant they accepted that runs now; the accepted grants given in the current owner's period;
-# - an installer: an assignment that runs now; their assignments made in the current owner's period.
+# - an installer: an assignment made in the current owner's period that runs now; while it runs, the data of
+#   that owner's period (the owner who assigned them, so their history: an installer diagnoses with it).
 # A change of owner ends grants and assignments (migration 0011); requiring them to be of the current
 # owner's period as well keeps a grant of an earlier owner from reaching the new owner's data however it ran.
 SELECT_VISIBLE_SITES = """
@@ -29,11 +30,11 @@ WITH current_period AS (
     UNION ALL
     SELECT a.site_id, 'installer',
            (array_agg(a.assignment_id ORDER BY a.ended_at DESC) FILTER (WHERE a.ended_at > now()))[1],
-           array_agg(a.assigned_at ORDER BY a.assignment_id), array_agg(a.ended_at ORDER BY a.assignment_id)
+           ARRAY[c.started_at], ARRAY[NULL::timestamptz]
     FROM installer_assignments a JOIN current_period c USING (site_id)
     WHERE a.installer_user_id = $1 AND $2 = 'installer'
       AND (c.started_at IS NULL OR a.assigned_at >= c.started_at)
-    GROUP BY a.site_id
+    GROUP BY a.site_id, c.started_at
     HAVING bool_or(a.ended_at > now())
 )
 SELECT s.site_id, s.label, s.time_zone, s.owner_user_id, v.via, v.assignment_id, v.window_starts,

@@ -1,4 +1,4 @@
-"""The tests' fixtures, each a plugin of tests/fixtures/: scratch, database, broker, ingest, portal, web."""
+"""The tests' fixtures, each a plugin of tests/fixtures/: scratch, database, broker, ingest, portal, web, mail."""
 
 pytest_plugins = (
     "tests.fixtures.workspace",
@@ -8,5 +8,6 @@ pytest_plugins = (
     "tests.fixtures.ingest",
     "tests.fixtures.portal",
     "tests.fixtures.web",
+    "tests.fixtures.mail",
     "tests.fixtures.cleanup",
 )

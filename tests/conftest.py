@@ -1,4 +1,7 @@
-"""The tests' fixtures, each a plugin of tests/fixtures/: scratch, database, broker, ingest, portal, web, mail."""
+"""The tests' fixtures, each a plugin of tests/fixtures/.
+
+Scratch, database, broker, ingest, portal, web (Chromium) and mail (a real SMTP server).
+"""
 
 pytest_plugins = (
     "tests.fixtures.workspace",

@@ -85,7 +85,9 @@ def totp_state(portal: Portal) -> tuple[bool, bool, int]:
     return secret_set, confirmed, codes
 
 
-async def test_a_thief_with_only_a_token_cannot_enrol_their_own_authenticator(portal: Portal, mail: MailServer):
+async def test_a_thief_with_only_a_token_cannot_enrol_their_own_authenticator(
+    portal: Portal, mail: MailServer
+):
     anna = portal.add_person("anna", "owner", email=ANNA_EMAIL)
     await portal.sign_in(anna)
     stolen = dict(anna.headers)
@@ -108,7 +110,11 @@ async def test_a_thief_cannot_turn_two_factors_off_or_renew_the_codes_even_with_
     secret, codes = give_totp(portal, "anna")
     await portal.sign_in(anna, totp_code=pyotp.TOTP(secret).now())
     stolen = dict(anna.headers)
-    for body in ({}, {"current_password": anna.password}, {"current_password": anna.password, "totp_code": "123456"}):
+    for body in (
+        {},
+        {"current_password": anna.password},
+        {"current_password": anna.password, "totp_code": "123456"},
+    ):
         for method, path in (
             ("DELETE", "/api/v1/account/totp"),
             ("POST", "/api/v1/account/totp/disable"),
@@ -129,7 +135,11 @@ async def test_a_thief_cannot_change_the_email_or_the_password(portal: Portal, m
     attempts = [
         ("PUT", "/api/v1/account/email", {"email": THIEF_EMAIL}),
         ("PUT", "/api/v1/account/email", {"email": THIEF_EMAIL, "current_password": anna.password}),
-        ("POST", "/api/v1/account/password", {"current_password": anna.password, "new_password": NEW_PASSWORD}),
+        (
+            "POST",
+            "/api/v1/account/password",
+            {"current_password": anna.password, "new_password": NEW_PASSWORD},
+        ),
         (
             "POST",
             "/api/v1/account/password",
@@ -163,7 +173,7 @@ async def test_guessing_the_password_through_a_stolen_session_is_throttled(porta
         statuses.append(response.status_code)
     assert statuses[:5] == [403] * 5
     assert statuses[-1] == 429
-    assert 429 in statuses and set(statuses) <= {403, 429}
+    assert set(statuses) == {403, 429}
 
 
 CHANGES = ["password", "totp-on", "totp-off", "recovery-codes", "email"]

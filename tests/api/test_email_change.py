@@ -101,7 +101,9 @@ async def test_a_strangers_address_takes_no_effect_without_the_link(portal: Port
     assert "did not ask" in text_of(link_mail)
 
 
-async def test_the_link_confirms_the_new_address_once_and_the_old_one_is_told(portal: Portal, mail: MailServer):
+async def test_the_link_confirms_the_new_address_once_and_the_old_one_is_told(
+    portal: Portal, mail: MailServer
+):
     add_marketing_contact(portal, NEW_EMAIL, "Anna dV")
     anna = portal.add_person("anna", "owner", email=ANNA_EMAIL)
     await portal.sign_in(anna)
@@ -113,7 +115,9 @@ async def test_the_link_confirms_the_new_address_once_and_the_old_one_is_told(po
     token = confirmation_token(link_mail)
     assert token not in text_of(notice)
     # The token is stored only as a hash.
-    assert all(token.encode() not in bytes(row[0]) for row in portal.sql("SELECT token_sha256 FROM email_changes"))
+    assert all(
+        token.encode() not in bytes(row[0]) for row in portal.sql("SELECT token_sha256 FROM email_changes")
+    )
     assert await confirm(portal, token) == 204
     me = await portal.client.get("/api/v1/account", headers=anna.headers)
     assert (me.json()["email"], me.json()["pending_email"]) == (NEW_EMAIL, None)
@@ -136,7 +140,10 @@ async def test_an_expired_or_replaced_link_confirms_nothing(portal: Portal, mail
     await change_email(portal, anna, "second@example.net")
     second = confirmation_token((await mail.wait_for("second@example.net"))[0])
     assert await confirm(portal, first) == 404  # replaced by the newer request
-    portal.sql("UPDATE email_changes SET expires_at = now() - interval '1 second'")
+    portal.sql(
+        "UPDATE email_changes SET requested_at = now() - interval '2 days', "
+        "expires_at = now() - interval '1 second'"
+    )
     assert await confirm(portal, second) == 404
     assert await confirm(portal, "not-a-token") == 404
     me = await portal.client.get("/api/v1/account", headers=anna.headers)

@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator
 import pyotp
 import pytest
 
+from api.security import PLAIN_COOKIE, csrf_token, token_hash
 from api.services.credentials import new_recovery_codes, new_totp_secret
+from api.services.signin import sign_in
 from privacy.keys.crypto import seal
 from privacy.keys.fields import USERS_TOTP_SECRET
 from privacy.keys.subject_keys import load_key
@@ -231,3 +233,57 @@ async def test_a_security_change_ends_the_other_sessions_and_is_told_to_the_veri
     assert anna.password not in body
     if secret:
         assert secret not in body
+
+
+async def test_the_account_page_asks_for_the_password_and_tells_the_address(portal: Portal, mail: MailServer):
+    anna = portal.add_person("anna", "owner", email=ANNA_EMAIL)
+    assert portal.app is not None
+    browser = await sign_in(
+        portal.app.state.pool,
+        portal.settings,
+        keyring=portal.database.keyring,
+        username="anna",
+        password=anna.password,
+        second_factor=None,
+        kind="browser",
+        ip="192.0.2.10",
+        user_agent="a browser",
+    )
+    await portal.sign_in(anna)  # and an API client elsewhere
+    cookie = {"Cookie": f"{PLAIN_COOKIE}={browser.token}", "User-Agent": "a browser"}
+    csrf = csrf_token(portal.settings, token_hash(browser.token))
+    shown = await portal.client.get("/account", headers=cookie)
+    assert shown.status_code == 200
+    assert ANNA_EMAIL in shown.text
+    assert 'name="current_password"' in shown.text
+    forged = await portal.client.post(
+        "/account/password",
+        headers=cookie,
+        data={"current_password": anna.password, "new_password": NEW_PASSWORD},
+    )
+    assert forged.status_code == 403  # no CSRF token: another site's form
+    wrong = await portal.client.post(
+        "/account/password",
+        headers=cookie,
+        data={"csrf_token": csrf, "current_password": "not it", "new_password": NEW_PASSWORD},
+    )
+    assert wrong.status_code == 403
+    assert "the current password is wrong" in wrong.text
+    changed = await portal.client.post(
+        "/account/password",
+        headers=cookie,
+        data={"csrf_token": csrf, "current_password": anna.password, "new_password": NEW_PASSWORD},
+    )
+    assert changed.status_code == 200
+    assert "Your password was changed" in changed.text
+    assert (await portal.client.get("/api/v1/account", headers=anna.headers)).status_code == 401
+    [notice] = await mail.wait_for(ANNA_EMAIL)
+    assert "a browser" in text_of(notice)
+    asked = await portal.client.post(
+        "/account/email",
+        headers=cookie,
+        data={"csrf_token": csrf, "current_password": NEW_PASSWORD, "email": "anna@elsewhere.example"},
+    )
+    assert asked.status_code == 200
+    assert "Waiting for confirmation: anna@elsewhere.example" in asked.text
+    await mail.wait_for("anna@elsewhere.example")

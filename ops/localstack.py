@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import mailbox
 import os
 import pwd
 import secrets
@@ -328,7 +329,8 @@ class MailSink:
         """Start the server (on the same port as before, after a stop) and wait until it greets."""
         if self._process is not None and self._process.poll() is None:
             return
-        self.maildir.mkdir(parents=True, exist_ok=True)
+        self.maildir.parent.mkdir(parents=True, exist_ok=True)
+        mailbox.Maildir(self.maildir, create=True)  # with its cur/, new/ and tmp/, readable at once
         with self.log_file.open("ab") if self.log_file else open(os.devnull, "wb") as log:  # noqa: PTH123
             self._process = subprocess.Popen(
                 [

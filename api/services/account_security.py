@@ -107,44 +107,55 @@ async def security_change(
     principal = request.principal
     attempt = throttle.buckets(request.settings, username=principal.username, ip=request.ip)
     wait = await throttle.take(conn, attempt)
-    outcome, proven = None, False
+    outcome, problem, proven = None, None, False
     try:
         async with conn.transaction():
             row = await conn.fetchrow(queries.SELECT_USER_FOR_CHECK, principal.user_id)
             if row is None:
                 raise Problem(401, "sign in first: this account is gone")
+            # Refused, the transaction commits what the check used up (a second factor offered past the
+            # limit) and the change is not made.
             outcome, problem = await _check(conn, request, row, proof, wait)
-            if problem is not None:
-                raise problem
-            account = ProvenAccount(row, await load_key(conn, request.keyring, row["key_id"]))
-            proven = True
-            yield account
-            # With no notice nothing in force changed (a new app not confirmed yet): the sessions stay.
-            if notice is not None:
-                await conn.execute(queries.DELETE_OTHER_SESSIONS, principal.user_id, principal.session_hash)
-            address = account.email()
-            if notice is not None and address is not None:
-                subject, text = notices.security_notice(
-                    notice,
-                    username=principal.username,
-                    circumstances=request.circumstances(),
-                    new_email=new_email,
-                )
-                await notices.queue(
-                    conn,
-                    key=account.key,
-                    user_id=account.user_id,
-                    kind=notice,
-                    to=address,
-                    subject=subject,
-                    text=text,
-                )
+            if problem is None:
+                account = ProvenAccount(row, await load_key(conn, request.keyring, row["key_id"]))
+                proven = True
+                yield account
+                await _consequences(conn, request, account, notice=notice, new_email=new_email)
     finally:
         if outcome is not None:
             await conn.execute(queries.INSERT_LOGIN_EVENT, principal.username, request.ip, outcome)
         if proven:  # the right password (and factor): its tokens go back, as a successful sign-in's do
             await throttle.succeeded(conn, attempt)
+    if problem is not None:
+        raise problem
     request.outbox.wake()
+
+
+async def _consequences(
+    conn: Connection,
+    request: ChangeRequest,
+    account: ProvenAccount,
+    *,
+    notice: str | None,
+    new_email: str | None,
+) -> None:
+    """End the other sessions and queue the notice to the verified address.
+
+    With no notice nothing in force changed (a new app not confirmed yet), and the sessions stay.
+    """
+    if notice is None:
+        return
+    principal = request.principal
+    await conn.execute(queries.DELETE_OTHER_SESSIONS, principal.user_id, principal.session_hash)
+    address = account.email()
+    if address is None:
+        return
+    subject, text = notices.security_notice(
+        notice, username=principal.username, circumstances=request.circumstances(), new_email=new_email
+    )
+    await notices.queue(
+        conn, key=account.key, user_id=account.user_id, kind=notice, to=address, subject=subject, text=text
+    )
 
 
 async def _check(

@@ -287,3 +287,29 @@ async def test_the_account_page_asks_for_the_password_and_tells_the_address(port
     assert asked.status_code == 200
     assert "Waiting for confirmation: anna@elsewhere.example" in asked.text
     await mail.wait_for("anna@elsewhere.example")
+
+
+async def test_past_the_limit_only_the_password_with_an_unused_factor_passes(portal: Portal):
+    ilse = portal.add_person("ilse", "installer", company="Warmte BV")
+    await portal.sign_in(ilse)
+    assert ilse.account.totp_secret is not None
+    renew = "/api/v1/account/recovery-codes"
+    for guess in range(5):
+        body = {"current_password": f"guess {guess}", "totp_code": "000000"}
+        assert (await portal.client.post(renew, headers=ilse.headers, json=body)).status_code == 403
+    # Over the limit: one holding the authenticator but guessing the password uses the code up.
+    code = code_after(ilse.account.totp_secret)
+    wrong = await portal.client.post(
+        renew, headers=ilse.headers, json={"current_password": "x", "totp_code": code}
+    )
+    assert wrong.status_code == 429
+    again = {"current_password": ilse.password, "totp_code": code}
+    assert (await portal.client.post(renew, headers=ilse.headers, json=again)).status_code == 429
+    # Ilse herself, with her password and an unused factor, gets through at once.
+    mine = {"current_password": ilse.password, "totp_code": ilse.account.recovery_codes[0]}
+    renewed = await portal.client.post(renew, headers=ilse.headers, json=mine)
+    assert renewed.status_code == 200, renewed.text
+    outcomes = portal.sql(
+        "SELECT outcome, count(*) FROM login_events WHERE starts_with(outcome, 'recheck') GROUP BY 1"
+    )
+    assert sorted(outcomes) == [("recheck_throttled", 2), ("recheck_wrong_password", 5)]

@@ -1,8 +1,8 @@
 """Every SQL statement of signing in, sessions and the signed-in person's own account."""
 
 SELECT_USER_FOR_SIGN_IN = """
-SELECT user_id, username, role, password_hash, key_id, email_ciphertext, totp_secret_ciphertext,
-       totp_confirmed_at, totp_last_step, recovery_code_hashes
+SELECT user_id, username, role, password_hash, key_id, totp_secret_ciphertext, totp_confirmed_at,
+       totp_last_step, recovery_code_hashes
 FROM users WHERE username = $1 AND closed_at IS NULL
 FOR UPDATE
 """

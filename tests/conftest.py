@@ -1,6 +1,6 @@
 """The tests' fixtures, each a plugin of tests/fixtures/.
 
-Scratch, database, broker, ingest, portal, web (Chromium) and mail (a real SMTP server).
+Scratch, database, broker, ingest, portal, mail (a real SMTP server) and web (Chromium).
 """
 
 pytest_plugins = (
@@ -10,7 +10,7 @@ pytest_plugins = (
     "tests.fixtures.publisher",
     "tests.fixtures.ingest",
     "tests.fixtures.portal",
-    "tests.fixtures.web",
     "tests.fixtures.mail",
+    "tests.fixtures.web",
     "tests.fixtures.cleanup",
 )

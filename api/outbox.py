@@ -71,6 +71,8 @@ class Outbox:
                 wait_s = min(wait_s, await self._seconds_to_next())
             except DATABASE_ERRORS as err:
                 log.warning("mail outbox: the database failed (%s); trying again", type(err).__name__)
+            except Exception:  # the sender must outlive a bug of its own: the portal goes on serving
+                log.exception("mail outbox: sending failed; trying again")
             self._woken.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._woken.wait(), timeout=max(wait_s, 0.05))

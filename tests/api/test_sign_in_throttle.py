@@ -24,7 +24,8 @@ from tests.fixtures.portal import Portal, running_portal
 ATTACKER = "203.0.113.66"
 OWNER_ELSEWHERE = "198.51.100.20"
 BURST = 5
-REFILL_S = 60
+# Long refills: under load an argon2 verification can take a second, and no token may come back mid-test.
+REFILL_S = 600
 
 
 @pytest.fixture
@@ -59,7 +60,9 @@ async def test_fifty_wrong_passwords_from_one_address_do_not_stop_the_owner_at_a
     ]
 
 
-async def test_from_the_same_address_the_owner_waits_a_minute_or_passes_with_a_second_factor(portal: Portal):
+async def test_from_the_same_address_the_owner_waits_for_a_token_or_passes_with_a_second_factor(
+    portal: Portal,
+):
     anna = portal.add_person("anna", "owner")
     ilse = portal.add_person("ilse", "installer", company="Warmte BV")
     for username in ("anna", "ilse"):
@@ -70,7 +73,7 @@ async def test_from_the_same_address_the_owner_waits_a_minute_or_passes_with_a_s
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["Retry-After"]) <= REFILL_S
     assert refused.json()["detail"].startswith("too many failed sign-ins")
-    # A minute later (the bucket's clock moved back), one more attempt is allowed, and hers succeeds.
+    # A refill later (the bucket's clock moved back), one more attempt is allowed, and hers succeeds.
     portal.sql(
         "UPDATE sign_in_throttle SET occurred_at = occurred_at - make_interval(secs => %s) "
         "WHERE username IS DISTINCT FROM 'ilse'",
@@ -91,7 +94,7 @@ async def test_from_the_same_address_the_owner_waits_a_minute_or_passes_with_a_s
 
 
 async def test_one_address_trying_many_usernames_is_limited_as_well(database: Database):
-    async with running_portal(database, sign_in_address_burst=20, sign_in_address_refill_s=10) as portal:
+    async with running_portal(database, sign_in_address_burst=20, sign_in_address_refill_s=600) as portal:
         async with portal.client_from(ATTACKER) as attacker:
             statuses = [
                 (await attempt(attacker, f"user{n}", "password guess")).status_code for n in range(25)

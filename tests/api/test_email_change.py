@@ -179,3 +179,35 @@ async def test_the_confirmation_page_asks_before_it_confirms(portal: Portal, mai
     assert "confirmed" in confirmed.text
     me = await portal.client.get("/api/v1/account", headers=anna.headers)
     assert me.json()["email"] == NEW_EMAIL
+
+
+async def test_erasure_takes_the_pending_address_the_unsent_mail_and_the_counters(database: Database):
+    # The SMTP server is unreachable here, so the mail stays in the outbox until the erasure.
+    async with running_portal(database) as portal:
+        anna = portal.add_person("anna", "owner", email=ANNA_EMAIL)
+        officer = portal.add_person("olga", "privacy_officer")
+        await portal.sign_in(anna)
+        await portal.sign_in(officer)
+        await change_email(portal, anna, NEW_EMAIL)
+        await portal.client.post("/api/v1/auth/sign-in", json={"username": "anna", "password": "a guess"})
+        counts = (
+            "SELECT (SELECT count(*) FROM users WHERE username = 'anna'), "
+            "(SELECT count(*) FROM email_changes), (SELECT count(*) FROM mail_outbox), "
+            "(SELECT count(*) FROM sign_in_throttle WHERE username = 'anna')"
+        )
+        assert portal.sql(counts) == [(1, 1, 2, 1)]
+        filed = await portal.client.post(
+            "/api/v1/privacy/requests", json={"kind": "erasure"}, headers=anna.headers
+        )
+        assert filed.status_code == 201, filed.text
+        portal.sql(
+            "UPDATE contracts SET started_at = now() - interval '9 years', "
+            "ended_at = now() - interval '8 years'"
+        )
+        done = await portal.client.post(
+            f"/api/v1/privacy/requests/{filed.json()['request_id']}/status",
+            json={"status": "completed", "note": "identity checked"},
+            headers=officer.headers,
+        )
+        assert done.status_code == 200, done.text
+        assert portal.sql(counts) == [(0, 0, 0, 0)]

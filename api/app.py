@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.base import RequestResponseEndpoint
 
 from api.deps import ConnDep
+from api.outbox import Outbox
 from api.problems import install_problem_handlers
 from api.routes import account, energy, invitations, privacy, research, sharing, sites, staff
 from api.settings import ApiSettings
@@ -42,6 +43,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        """Open the pool and start the mail sender; stop the sender and close the pool at the end."""
         # A missing or broken keyring stops the start; the file is read again whenever it changes.
         app.state.keyring_file.get()
         # Every session of the portal works in UTC; time zones are applied per person.
@@ -51,9 +53,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
             max_size=settings.api_pool_size,
         )
         app.state.pool = pool
+        outbox = Outbox(pool, app.state.keyring_file, settings)
+        app.state.outbox = outbox
+        outbox.start()
         try:
             yield
         finally:
+            await outbox.stop()
             await pool.close()
 
     app = FastAPI(

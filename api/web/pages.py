@@ -7,6 +7,7 @@ from fastapi.responses import FileResponse
 
 from api.problems import not_found
 from api.web import (
+    account_pages,
     auth_pages,
     privacy_pages,
     research_officer_pages,
@@ -18,6 +19,7 @@ from api.web.render import STATIC_DIR
 
 router = APIRouter(include_in_schema=False)
 router.include_router(auth_pages.router)
+router.include_router(account_pages.router)
 router.include_router(site_pages.router)
 router.include_router(resident_pages.router)
 router.include_router(privacy_pages.router)

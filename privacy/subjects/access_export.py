@@ -28,6 +28,8 @@ import orjson
 from privacy.keys.crypto import DecryptionError, Keyring
 from privacy.keys.fields import (
     CONTRACTS_HOLDER,
+    EMAIL_CHANGES_EMAIL,
+    MAIL_OUTBOX_MESSAGE,
     MARKETING_CONTACTS_CONTACT,
     SITES_ADDRESS,
     SUBJECT_REQUESTS_DETAILS,
@@ -300,6 +302,18 @@ def _open_marketing_contact(values: dict[str, Any], subject: ExportSubject) -> N
     values.update(_open(subject, values["key_id"], values["contact_ciphertext"], MARKETING_CONTACTS_CONTACT))
 
 
+def _open_email_change(values: dict[str, Any], subject: ExportSubject) -> None:
+    key = subject.keys.get(values["key_id"])
+    values["email"] = (
+        open_text(key, values["email_ciphertext"], context=EMAIL_CHANGES_EMAIL) if key else UNREADABLE
+    )
+
+
+def _open_mail(values: dict[str, Any], subject: ExportSubject) -> None:
+    message = _open(subject, values["key_id"], values["message_ciphertext"], MAIL_OUTBOX_MESSAGE)
+    values.update({"to": message.get("to", UNREADABLE), "subject": message.get("subject", UNREADABLE)})
+
+
 def _open_request(values: dict[str, Any], subject: ExportSubject) -> None:
     sealed = values["details_ciphertext"]
     values["personal_details"] = (
@@ -314,6 +328,8 @@ _OPENERS = {
     "webshop_orders": _open_order,
     "marketing_contacts": _open_marketing_contact,
     "subject_requests": _open_request,
+    "email_changes": _open_email_change,
+    "mail_outbox": _open_mail,
 }
 
 

@@ -79,6 +79,31 @@ TABLES: dict[str, TableExport] = {
             ("username",),
         ),
         TableExport(
+            "sign_in_throttle",
+            ("username", "ip", "tokens", "occurred_at"),
+            "SELECT username, ip, tokens, occurred_at FROM sign_in_throttle WHERE username = $1 "
+            "ORDER BY occurred_at",
+            ("username",),
+            note="failed sign-ins under your username, per address: the attempts still left before more wait",
+        ),
+        TableExport(
+            "email_changes",
+            ("email", "requested_at", "expires_at"),
+            "SELECT key_id, c.email_ciphertext, c.requested_at, c.expires_at "
+            "FROM email_changes c JOIN users u USING (user_id) WHERE c.user_id = $1",
+            ("user_id",),
+            note="a new address waiting for its link to be followed; the link itself is not shown",
+        ),
+        TableExport(
+            "mail_outbox",
+            ("kind", "to", "subject", "created_at", "attempts", "next_attempt_at", "last_error"),
+            "SELECT m.kind, m.created_at, m.attempts, m.next_attempt_at, m.last_error, u.key_id, "
+            "m.message_ciphertext FROM mail_outbox m JOIN users u USING (user_id) WHERE m.user_id = $1 "
+            "ORDER BY m.message_id",
+            ("user_id",),
+            note="mail to you not sent yet; its text is not shown, as it may hold a confirmation link",
+        ),
+        TableExport(
             "gateway_connectivity_events",
             (
                 "occurred_at",
@@ -302,8 +327,6 @@ ORDER BY g.gateway_serial
                 "totp_secret",
                 "totp_confirmed_at",
                 "recovery_codes_left",
-                "failed_sign_ins",
-                "locked_until",
                 "restricted_since",
                 "objects_to_marketing_since",
                 "objects_to_research_since",
@@ -312,7 +335,7 @@ ORDER BY g.gateway_serial
 SELECT u.user_id, u.username, u.key_id, u.email_ciphertext, u.role, c.name AS installer_company,
        u.company_admin, u.created_at, u.closed_at, u.password_changed_at,
        u.totp_secret_ciphertext IS NOT NULL AS totp_secret_set, u.totp_confirmed_at,
-       cardinality(u.recovery_code_hashes) AS recovery_codes_left, u.failed_sign_ins, u.locked_until,
+       cardinality(u.recovery_code_hashes) AS recovery_codes_left,
        u.restricted_since, u.objects_to_marketing_since, u.objects_to_research_since
 FROM users u LEFT JOIN installer_companies c ON c.company_id = u.installer_company_id
 WHERE u.user_id = $1

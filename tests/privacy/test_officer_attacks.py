@@ -10,17 +10,20 @@ import datetime as dt
 import io
 import json
 import zipfile
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, LiteralString, cast
 
 import asyncpg
 import psycopg
 import pytest
 
+from ops.localstack import PostgresCluster
 from retention.worker import run_retention
-from tests.fixtures.database import Database
+from tests.fixtures.database import Database, copy_of, drop, freeze_as_template
 from tests.fixtures.portal import Person, Portal, in_days, running_portal
+from tests.support import blocking
 from thuis.catalogue import load_catalogue
 
 EMAIL = "anna@example.org"
@@ -43,26 +46,75 @@ class World:
         return person.account.user_id
 
 
-@pytest.fixture
-async def world(database: Database) -> AsyncIterator[World]:
+PEOPLE = {
+    "anna": ("owner", {"email": EMAIL, "holder_name": HOLDER}),
+    "rita": ("resident", {"resident_of": "anna"}),
+    "ivo": ("installer", {"company": "Warmte BV"}),
+    "olga": ("privacy_officer", {}),
+    "oscar": ("privacy_officer", {}),
+    "pia": ("privacy_officer", {}),
+}
+
+
+@dataclass(frozen=True)
+class WorldTemplate:
+    """The world built once per module, its database frozen to be copied, its people signed in."""
+
+    database: Database
+    people: dict[str, Person]
+    site_id: int
+
+
+async def build_world(database: Database) -> WorldTemplate:
+    """Make the people, Anna's home with Rita's grant and a gateway, and sign everyone in."""
     async with running_portal(database) as portal:
-        anna = portal.add_person("anna", "owner", email=EMAIL, holder_name=HOLDER)
-        rita = portal.add_person("rita", "resident", resident_of="anna")
-        ivo = portal.add_person("ivo", "installer", company="Warmte BV")
-        officers = [portal.add_person(name, "privacy_officer") for name in ("olga", "oscar", "pia")]
+        for username, (role, extra) in PEOPLE.items():
+            portal.add_person(username, role, **extra)
         site_id = portal.add_site("Grachtenhuis", owner="anna")
         portal.sql(
-            "INSERT INTO resident_grants (site_id, resident_user_id, granted_by) VALUES (%s, %s, %s)",
+            "INSERT INTO resident_grants (site_id, resident_user_id, granted_by) "
+            "SELECT %s, r.user_id, a.user_id FROM users r, users a WHERE r.username = 'rita' "
+            "AND a.username = 'anna'",
             site_id,
-            rita.account.user_id,
-            anna.account.user_id,
         )
         portal.sql(
             "INSERT INTO gateways (gateway_serial, vendor, site_id) VALUES (%s, 'maxem', %s)", SERIAL, site_id
         )
-        for person in (anna, rita, ivo, *officers):
+        for person in portal.people.values():
             assert (await portal.sign_in(person)).status_code == 200, person.username
-        yield World(portal, anna, rita, ivo, *officers, site_id)
+        return WorldTemplate(database, dict(portal.people), site_id)
+
+
+@pytest.fixture(scope="module")
+def world_template(
+    pg_cluster: PostgresCluster, template_database: str, workdir: Path
+) -> Iterator[WorldTemplate]:
+    """Build the world once for the module: six accounts (three with TOTP) signed in cost seconds."""
+    database = copy_of(pg_cluster, template_database, keyring_file=None, workdir=workdir)
+    template = blocking(build_world(database))
+    freeze_as_template(pg_cluster, database)
+    yield template
+    drop(pg_cluster, database)
+
+
+@pytest.fixture
+async def world(
+    pg_cluster: PostgresCluster, world_template: WorldTemplate, workdir: Path
+) -> AsyncIterator[World]:
+    """A copy of the world for one test: the same people, signed in with the same sessions."""
+    copy = copy_of(
+        pg_cluster,
+        world_template.database.name,
+        keyring_file=world_template.database.keyring_file,
+        workdir=workdir,
+    )
+    try:
+        async with running_portal(copy) as portal:
+            portal.people.update({name: replace(person) for name, person in world_template.people.items()})
+            people = [portal.people[name] for name in PEOPLE]
+            yield World(portal, *people, world_template.site_id)
+    finally:
+        drop(pg_cluster, copy)
 
 
 async def call(
@@ -162,6 +214,51 @@ async def test_one_officer_alone_cannot_erase_anyone_and_a_second_must_approve(w
         request_id,
     )
     assert stored == [(world.user_id(oscar), world.user_id(pia), True)]
+
+
+async def test_a_proposal_is_rejected_with_a_note_and_only_an_erasure_takes_one(world: World):
+    olga, oscar = world.olga, world.oscar
+    request_id = await file(world, world.anna, {"kind": "erasure"})
+    await call(world, olga, "POST", request_url(request_id, "/proposal"), {}, expect=200)
+    bare = await call(
+        world, oscar, "POST", request_url(request_id, "/approval"), {"decision": "reject"}, expect=422
+    )
+    assert bare["detail"] == "body field note: say why the proposal is rejected"
+    rejected = await call(
+        world,
+        oscar,
+        "POST",
+        request_url(request_id, "/approval"),
+        {"decision": "reject", "note": "the identity check is missing"},
+        expect=200,
+    )
+    assert (rejected["status"], rejected["proposed_by_username"], rejected["proposed_at"]) == (
+        "in_progress",
+        None,
+        None,
+    )
+    assert rejected["trail"][-1]["note"] == "proposal rejected: the identity check is missing"
+    nothing = await call(
+        world, oscar, "POST", request_url(request_id, "/approval"), {"decision": "approve"}, expect=409
+    )
+    assert nothing["detail"].startswith(f"request {request_id} has no proposal to decide on")
+    # Proposed again, by the same officer; still Anna is there until someone else approves.
+    await call(world, olga, "POST", request_url(request_id, "/proposal"), {"note": "checked"}, expect=200)
+    assert anna_exists(world)
+    assert world.portal.sql(
+        "SELECT actor_role, action FROM audit_records WHERE resource = 'subject_request' ORDER BY occurred_at"
+    ) == [
+        ("privacy_officer", "propose_erasure"),
+        ("privacy_officer", "reject_erasure"),
+        ("privacy_officer", "propose_erasure"),
+    ]
+    # Only an erasure is proposed; and an officer never proposes their own erasure.
+    access = await file(world, world.anna, {"kind": "restriction", "details": {"action": "start"}})
+    other = await call(world, olga, "POST", request_url(access, "/proposal"), {}, expect=409)
+    assert "which one privacy officer completes" in other["detail"]
+    own = await file(world, olga, {"kind": "erasure"})
+    mine = await call(world, olga, "POST", request_url(own, "/proposal"), {}, expect=403)
+    assert mine["detail"] == f"request {own} is about you: other privacy officers propose and approve it"
 
 
 async def test_the_database_refuses_an_erasure_completed_without_a_second_officer(world: World):

@@ -127,7 +127,9 @@ END
 $$;
 
 -- Erasure keeps the audit trail: the records about the erased person stay, pseudonymised, instead of going.
--- (The rest of the function is that of migration 0010.)
+-- (The rest of the function is that of migration 0011: whole homes only the subject ever owned, and of
+-- homes others owned too what falls in the subject's periods; audit rows of the other owners' sites stay as
+-- they are, as only the homes that go whole lose their site id.)
 CREATE OR REPLACE FUNCTION erase_data_subject(subject bigint, keep_contracts_ended_after timestamptz,
                                               keep_orders_after timestamptz)
 RETURNS TABLE (table_name text, rows_removed bigint)
@@ -147,7 +149,13 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'there is no account %', subject USING ERRCODE = 'no_data_found';
     END IF;
-    SELECT coalesce(array_agg(s.site_id), '{}') INTO v_sites FROM public.sites s WHERE s.owner_user_id = subject;
+    RETURN QUERY SELECT * FROM public.erase_owner_periods(subject);
+    SELECT coalesce(array_agg(s.site_id), '{}') INTO v_sites FROM public.sites s
+    WHERE (s.owner_user_id = subject
+           OR EXISTS (SELECT FROM public.site_ownership_periods p
+                      WHERE p.site_id = s.site_id AND p.owner_user_id = subject))
+      AND NOT EXISTS (SELECT FROM public.site_ownership_periods p
+                      WHERE p.site_id = s.site_id AND p.owner_user_id IS DISTINCT FROM subject);
     SELECT coalesce(array_agg(g.gateway_serial), '{}') INTO v_serials
     FROM public.gateways g WHERE g.site_id = ANY (v_sites);
     SELECT coalesce(array_agg(d.device_id), '{}') INTO v_devices
@@ -194,7 +202,7 @@ BEGIN
     -- Their requests carry the same pseudonym, so that the trail of what was done about them can be read.
     UPDATE public.subject_requests r SET subject_pseudonym = v_pseudonym WHERE r.subject_user_id = subject;
 
-    -- Their homes and the equipment in them.
+    -- Their homes and the equipment in them (their ownership periods go with the homes).
     DELETE FROM public.devices d WHERE d.device_id = ANY (v_devices);
     table_name := 'devices'; GET DIAGNOSTICS rows_removed = ROW_COUNT; RETURN NEXT;
     DELETE FROM public.gateways g WHERE g.gateway_serial = ANY (v_serials);

@@ -14,6 +14,8 @@ SITES_ADDRESS = "sites.address"
 WEBSHOP_ORDERS_CUSTOMER = "webshop_orders.customer"
 MARKETING_CONTACTS_CONTACT = "marketing_contacts.contact"
 SUBJECT_REQUESTS_DETAILS = "subject_requests.details"
+EMAIL_CHANGES_EMAIL = "email_changes.email"
+MAIL_OUTBOX_MESSAGE = "mail_outbox.message"
 CONTEXTS = (
     USERS_EMAIL,
     USERS_TOTP_SECRET,
@@ -22,6 +24,8 @@ CONTEXTS = (
     WEBSHOP_ORDERS_CUSTOMER,
     MARKETING_CONTACTS_CONTACT,
     SUBJECT_REQUESTS_DETAILS,
+    EMAIL_CHANGES_EMAIL,
+    MAIL_OUTBOX_MESSAGE,
 )
 # The fields of a contract holder's sealed document (contracts.holder_ciphertext).
 CONTRACT_HOLDER_FIELDS = (

@@ -2,11 +2,12 @@
 
 The catalogue says which categories a legal duty keeps on erasure (`on_erasure = "keep_for_legal_duty"`)
 and for how long; everything else of the subject goes in one transaction of `erase_data_subject` (migrations
-0008, 0010, 0013): their homes with every reading and everything derived, their account and its data key,
-sessions, preferences, sign-ins, consent records and grants. What is kept is named with its legal basis and
-the day its period ends; retention removes it then. The audit trail and their requests stay for their
-period (`on_erasure = "pseudonymise"`), with a random pseudonym in place of their id and no detail that could
-name them: who read or acted on their data, and when, remains on record.
+0008, 0010, 0011, 0013): the homes only they ever owned with every reading and everything derived, and of
+homes others owned too what falls in the subject's own periods (and nothing of the other owners'); their
+account and its data key, sessions, preferences, sign-ins, consent records and grants. What is kept is named
+with its legal basis and the day its period ends; retention removes it then. The audit trail and their
+requests stay for their period (`on_erasure = "pseudonymise"`), with a random pseudonym in place of their id
+and no detail that could name them: who read or acted on their data, and when, remains on record.
 """
 
 from __future__ import annotations

@@ -11,16 +11,17 @@ SELECT user_id, username, role, key_id, closed_at FROM users WHERE username = $1
 SELECT_ACCOUNTS_BY_EMAIL_HASH = """
 SELECT user_id, username, role, created_at, closed_at FROM users WHERE email_hash = $1 ORDER BY user_id
 """
-# A resident the owner may file for: one who holds an access grant to a home the owner manages now.
+# A resident the owner may file for: one who accepted a grant to a home the owner manages now, and still
+# holds it (an invitation not accepted makes no one a resident of the home).
 SELECT_RESIDENT_OF_OWNER = """
 SELECT 1 FROM resident_grants g JOIN sites s USING (site_id)
-WHERE g.resident_user_id = $1 AND g.ended_at IS NULL AND s.owner_user_id = $2
+WHERE g.resident_user_id = $1 AND g.accepted_at IS NOT NULL AND g.ended_at IS NULL AND s.owner_user_id = $2
 LIMIT 1
 """
 SELECT_RESIDENTS_OF_OWNER = """
 SELECT DISTINCT u.username FROM resident_grants g
 JOIN sites s USING (site_id) JOIN users u ON u.user_id = g.resident_user_id
-WHERE g.ended_at IS NULL AND s.owner_user_id = $1 AND u.closed_at IS NULL
+WHERE g.accepted_at IS NOT NULL AND g.ended_at IS NULL AND s.owner_user_id = $1 AND u.closed_at IS NULL
 ORDER BY u.username
 """
 SELECT_HOLDS_CONTRACT = "SELECT EXISTS (SELECT FROM contracts WHERE holder_user_id = $1)"
@@ -152,7 +153,12 @@ FOR UPDATE
 UPDATE_CONTRACT_HOLDER = "UPDATE contracts SET holder_ciphertext = $2 WHERE contract_id = $1"
 
 # Erasure (privacy/subjects/erasure.py).
-ERASE = "SELECT table_name, rows_removed FROM erase_data_subject($1, $2, $3)"
+# A table may come back once per part of the erasure (the homes only the subject owned, each period of theirs
+# in homes others owned too): its rows are added up.
+ERASE = """
+SELECT table_name, sum(rows_removed)::bigint AS rows_removed FROM erase_data_subject($1, $2, $3)
+GROUP BY table_name
+"""
 SELECT_SUBJECT = "SELECT user_id FROM users WHERE user_id = $1"
 # What a legal duty may still keep of the subject, per category the erasure function knows.
 SELECT_KEPT_CONTRACTS = """

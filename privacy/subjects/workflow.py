@@ -1,14 +1,14 @@
 """Data-subject requests: filed, answered within 28 days, and every change of status kept in their trail.
 
-An owner files for themselves, or for a resident who holds an access grant to one of the owner's homes (a
-resident exercises their rights through the owner who manages the gateway). The privacy officer may file
-for anyone, for a request that reached them another way. Restriction, objection and consent filed by the
-subject themselves take effect at once, and so does access (the export is made when it is downloaded);
-the rest waits in the privacy officer's queue until they complete or refuse it. An erasure takes four eyes:
-one privacy officer proposes completing it, and a second one, who neither filed nor proposed it, approves
-it, which carries it out. A request's `details` hold no personal data; what is personal (rectified values)
-is sealed with the subject's account key, so it goes when their key goes. What anyone does about another
-person's request is recorded in the audit trail.
+An owner files for themselves, or for a resident who accepted a grant to one of the owner's homes and still
+holds it (a resident exercises their rights through the owner who manages the gateway). The privacy officer
+may file for anyone, for a request that reached them another way. Restriction, objection and consent filed
+by the subject themselves take effect at once, and so does access (the export is made when it is
+downloaded); the rest waits in the privacy officer's queue until they complete or refuse it. An erasure
+takes four eyes: one privacy officer proposes completing it, and a second one, who neither filed nor
+proposed it, approves it, which carries it out. A request's `details` hold no personal data; what is
+personal (rectified values) is sealed with the subject's account key, so it goes when their key goes. What
+anyone does about another person's request is recorded in the audit trail.
 """
 
 from __future__ import annotations

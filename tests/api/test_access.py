@@ -27,13 +27,15 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/account"): "anyone",
     ("PUT", "/api/v1/account/preferences"): "anyone",
     ("PUT", "/api/v1/account/email"): "anyone",
+    # Following the link sent to a new address needs no sign-in: the token proves the mailbox.
+    ("POST", "/api/v1/account/email/confirm"): "anyone",
     ("GET", "/api/v1/account/sessions"): "anyone",
     ("DELETE", "/api/v1/account/sessions/{session_id}"): "anyone",
     ("DELETE", "/api/v1/account/sessions"): "anyone",
     ("POST", "/api/v1/account/password"): "anyone",
     ("POST", "/api/v1/account/totp"): "anyone",
     ("POST", "/api/v1/account/totp/confirm"): "anyone",
-    ("DELETE", "/api/v1/account/totp"): "anyone",
+    ("POST", "/api/v1/account/totp/disable"): "anyone",
     ("POST", "/api/v1/account/recovery-codes"): "anyone",
     ("GET", "/api/v1/sites"): "anyone",
     ("GET", "/api/v1/sites/{site_id}"): READERS_OF_A,
@@ -55,6 +57,10 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/v1/sites/{site_id}/assignments"): {"owner-a"},
     ("DELETE", "/api/v1/sites/{site_id}/assignments/{assignment_id}"): {"owner-a"},
     ("GET", "/api/v1/sites/{site_id}/access-log"): {"owner-a"},
+    # The world's open invitation is owner-b's to resident-a: only she answers it; each lists only their own.
+    ("GET", "/api/v1/invitations"): "anyone",
+    ("POST", "/api/v1/invitations/{invitation_id}/accept"): {"resident-a"},
+    ("POST", "/api/v1/invitations/{invitation_id}/decline"): {"resident-a"},
     ("GET", "/api/v1/installer/assignments"): {
         "installer-a",
         "installer-expired",
@@ -112,6 +118,7 @@ class World:
     assignment_a: int
     request_a: int
     project_a: int
+    invitation_b: int
 
 
 def api_routes() -> set[tuple[str, str]]:
@@ -133,6 +140,7 @@ class WorldTemplate:
     assignment_a: int
     request_a: int
     project_a: int
+    invitation_b: int
 
 
 async def build_world(database: Database) -> WorldTemplate:
@@ -162,8 +170,10 @@ async def build_world(database: Database) -> WorldTemplate:
             site_a,
         )
         grant_a = portal.sql(
-            "INSERT INTO resident_grants (site_id, resident_user_id) "
-            "SELECT %s, user_id FROM users WHERE username = 'resident-a' RETURNING grant_id",
+            "INSERT INTO resident_grants (site_id, resident_user_id, invited_username, granted_at, "
+            "accepted_at) "
+            "SELECT %s, user_id, username, now() - interval '1 day', now() - interval '1 day' FROM users "
+            "WHERE username = 'resident-a' RETURNING grant_id",
             site_a,
         )[0][0]
 
@@ -180,6 +190,11 @@ async def build_world(database: Database) -> WorldTemplate:
                 installer,
             )[0][0]
 
+        invitation_b = portal.sql(
+            "INSERT INTO resident_grants (site_id, resident_user_id, invited_username) "
+            "SELECT %s, user_id, username FROM users WHERE username = 'resident-a' RETURNING grant_id",
+            site_b,
+        )[0][0]
         assignment_a = assign("installer-a", assigned="-1 day", expires="10 days")
         assign("installer-expired", assigned="-10 days", expires="-1 hour")
         assign("installer-revoked", assigned="-1 day", expires="10 days", revoked="-1 minute")
@@ -207,6 +222,7 @@ async def build_world(database: Database) -> WorldTemplate:
             assignment_a,
             filed.json()["request_id"],
             project.json()["project_id"],
+            invitation_b,
         )
 
 
@@ -245,6 +261,7 @@ async def world(
                 world_template.assignment_a,
                 world_template.request_a,
                 world_template.project_a,
+                world_template.invitation_b,
             )
     finally:
         drop(pg_cluster, copy)
@@ -259,10 +276,11 @@ def request_for(world: World, method: str, path: str) -> tuple[str, dict[str, ob
         session_id="00" * 32,
         request_id=world.request_a,
         project_id=world.project_a,
+        invitation_id=world.invitation_b,
     )
     bodies: dict[tuple[str, str], dict[str, object]] = {
         ("PUT", "/api/v1/sites/{site_id}/settings"): {"kind": "schedule", "name": "night", "definition": {}},
-        ("PUT", "/api/v1/account/email"): {"email": "someone@example.org"},
+        ("PUT", "/api/v1/account/email"): {"email": "someone@example.org", "current_password": "x"},
         ("PUT", "/api/v1/sites/{site_id}/address"): {
             "postcode": "1234 AB",
             "latitude": 52.1,
@@ -315,7 +333,9 @@ async def test_every_request_for_someone_elses_site_is_refused_and_reveals_nothi
     assert refused > 100
     # Nothing was changed by any of them.
     assert portal.sql("SELECT count(*) FROM system_settings") == [(0,)]
-    assert portal.sql("SELECT count(*) FROM resident_grants WHERE ended_at IS NULL") == [(1,)]
+    assert portal.sql(
+        "SELECT count(*), count(accepted_at), count(declined_at) FROM resident_grants WHERE ended_at IS NULL"
+    ) == [(2, 1, 0)]
     assert portal.sql("SELECT count(*) FROM installer_assignments WHERE revoked_at IS NULL") == [(2,)]
     assert portal.sql("SELECT count(*), min(status) FROM subject_requests") == [(1, "received")]
 

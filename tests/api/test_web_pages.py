@@ -183,6 +183,7 @@ def test_an_owner_assigns_an_installer_who_sees_the_site_only_while_assigned(
         expect(listed).to_have_count(1)
         screenshot(installer, "installer")
         listed.get_by_role("link", name="Grachtenhuis").click()
+        # While assigned, an installer sees the owner's period: the installation's history included.
         expect(installer.locator("#chart-hourly rect.bar-import")).to_have_count(SEEDED_HOURS)
         expect(installer.get_by_text("your reads are recorded")).to_be_visible()
 
@@ -275,8 +276,8 @@ def test_an_owner_files_privacy_requests_and_the_officer_works_the_queue(
     web.add_person("rita", "resident", resident_of="anna")
     site_id = web.add_site("Grachtenhuis", owner="anna")
     web.sql(
-        "INSERT INTO resident_grants (site_id, resident_user_id) "
-        "SELECT %s, user_id FROM users WHERE username = 'rita'",
+        "INSERT INTO resident_grants (site_id, resident_user_id, invited_username, accepted_at) "
+        "SELECT %s, user_id, username, now() FROM users WHERE username = 'rita'",
         site_id,
     )
     sign_in(page, web, anna)

@@ -62,6 +62,7 @@ EXPECTED_SECRETS = {
     "rollup": {"rollup_db_password"},
     "api": {"api_db_password", "api_secret_key"},
     "sim": set(),
+    "mail": set(),
 }
 
 

@@ -56,9 +56,11 @@ async def world(database: Database) -> AsyncIterator[World]:
         olga = portal.add_person("olga", "privacy_officer")
         site_id = portal.add_site("Grachtenhuis", owner="anna")
         bert_site = portal.add_site("Bert's flat", owner="bert")
+        # Each resident accepted their owner's grant.
         portal.sql(
-            "INSERT INTO resident_grants (site_id, resident_user_id, granted_by) "
-            "VALUES (%s, %s, %s), (%s, %s, %s)",
+            "INSERT INTO resident_grants (site_id, resident_user_id, granted_by, invited_username, "
+            "accepted_at) "
+            "VALUES (%s, %s, %s, 'rita', now()), (%s, %s, %s, 'rob', now())",
             site_id,
             rita.account.user_id,
             anna.account.user_id,

@@ -72,9 +72,10 @@ async def build_world(database: Database) -> WorldTemplate:
             portal.add_person(username, role, **extra)
         site_id = portal.add_site("Grachtenhuis", owner="anna")
         portal.sql(
-            "INSERT INTO resident_grants (site_id, resident_user_id, granted_by) "
-            "SELECT %s, r.user_id, a.user_id FROM users r, users a WHERE r.username = 'rita' "
-            "AND a.username = 'anna'",
+            "INSERT INTO resident_grants (site_id, resident_user_id, granted_by, invited_username, "
+            "accepted_at) "
+            "SELECT %s, r.user_id, a.user_id, 'rita', now() FROM users r, users a WHERE r.username = 'rita' "
+            "AND a.username = 'anna'",  # an accepted invitation
             site_id,
         )
         portal.sql(

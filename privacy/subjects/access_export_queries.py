@@ -363,9 +363,12 @@ WHERE u.user_id = $1
                 "detail",
             ),
             """
-SELECT r.occurred_at, CASE WHEN r.subject_user_id = $1 THEN 'a read of your data' ELSE 'a read by you' END
-       AS relation, u.username AS actor, r.actor_role, r.action, r.resource, r.site_id, r.assignment_id,
-       r.detail
+SELECT r.occurred_at,
+       CASE WHEN r.subject_user_id = $1 AND r.action = 'read' THEN 'a read of your data'
+            WHEN r.subject_user_id = $1 THEN 'an action on your request'
+            WHEN r.action = 'read' THEN 'a read by you'
+            ELSE 'an action by you' END AS relation,
+       u.username AS actor, r.actor_role, r.action, r.resource, r.site_id, r.assignment_id, r.detail
 FROM audit_records r LEFT JOIN users u ON u.user_id = r.actor_user_id
 WHERE r.subject_user_id = $1 OR r.actor_user_id = $1
 ORDER BY r.occurred_at
@@ -582,7 +585,7 @@ FROM audit_records r
 LEFT JOIN users u ON u.user_id = r.actor_user_id
 LEFT JOIN installer_assignments a ON a.assignment_id = r.assignment_id
 LEFT JOIN installer_companies c ON c.company_id = a.company_id
-WHERE r.subject_user_id = $1
+WHERE r.subject_user_id = $1 AND r.action = 'read'
 ORDER BY r.occurred_at
 """
 READ_COLUMNS = (

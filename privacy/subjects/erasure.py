@@ -2,19 +2,21 @@
 
 The catalogue says which categories a legal duty keeps on erasure (`on_erasure = "keep_for_legal_duty"`)
 and for how long; everything else of the subject goes in one transaction of `erase_data_subject` (migrations
-0008, 0010, 0011): the homes only they ever owned with every reading and everything derived, and of homes
-others owned too what falls in the subject's own periods (and nothing of the other owners'); their account
-and its data key, sessions, preferences, sign-ins, consent records, grants and the audit records about
-them. What is kept is named with its legal basis and the day its period ends; retention removes it then.
+0008, 0010, 0011, 0013): the homes only they ever owned with every reading and everything derived, and of
+homes others owned too what falls in the subject's own periods (and nothing of the other owners'); their
+account and its data key, sessions, preferences, sign-ins, consent records and grants. What is kept is named
+with its legal basis and the day its period ends; retention removes it then. The audit trail and their
+requests stay for their period (`on_erasure = "pseudonymise"`), with a random pseudonym in place of their id
+and no detail that could name them: who read or acted on their data, and when, remains on record.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from privacy.subjects import queries
-from thuis.catalogue import Catalogue, Category
+from thuis.catalogue import MEASURED_FROM, Catalogue, Category
 from thuis.db import Connection
 
 # The categories erase_data_subject can keep, and the table whose rows it keeps.
@@ -42,6 +44,20 @@ class ErasureResult:
 
     removed: dict[str, int]
     kept: list[Kept]
+    pseudonymised: list[Category] = field(default_factory=list)
+
+    def pseudonymised_note(self) -> str | None:
+        """Return what stays under a pseudonym, in words for the subject, or None."""
+        if not self.pseudonymised:
+            return None
+        parts = [
+            f"{category.name.lower()} ({category.keep_text} from {MEASURED_FROM[category.measured_from]})"
+            for category in self.pseudonymised
+        ]
+        return (
+            "kept with a pseudonym in place of your name, for accountability (GDPR art. 5(2)): "
+            + "; ".join(parts)
+        )
 
     def refusal(self) -> str | None:
         """Return the reason some data stays, in words for the subject, or None when everything went."""
@@ -86,7 +102,8 @@ async def erase_subject(
         rows = await conn.fetch(
             queries.ERASE, user_id, cutoffs.get("billing_records"), cutoffs.get("webshop_orders")
         )
-    return ErasureResult({row["table_name"]: row["rows_removed"] for row in rows}, kept)
+    pseudonymised = [c for c in catalogue.categories if c.on_erasure == "pseudonymise"]
+    return ErasureResult({row["table_name"]: row["rows_removed"] for row in rows}, kept, pseudonymised)
 
 
 async def _kept(

@@ -1,4 +1,4 @@
-"""Every SQL statement of data-subject requests (privacy/requests.py); values are bound, never pasted in."""
+"""Every SQL statement of data-subject requests (privacy/subjects/); values are bound, never pasted in."""
 
 # Who a request is about ------------------------------------------------------------------------------------
 
@@ -44,10 +44,15 @@ RETURNING request_id
 _REQUEST_COLUMNS = """
 r.request_id, r.subject_user_id, r.filed_by_user_id, r.kind, r.received_at, r.due_at, r.status,
 r.closed_at, r.details, r.details_key_id, r.details_ciphertext, r.outcome, r.trail,
-s.username AS subject_username, s.role AS subject_role, f.username AS filed_by_username
+r.proposed_by_user_id, r.proposed_at, r.approved_by_user_id, r.approved_at,
+r.subject_pseudonym::text AS subject_pseudonym,
+s.username AS subject_username, s.role AS subject_role, f.username AS filed_by_username,
+p.username AS proposed_by_username, a.username AS approved_by_username
 FROM subject_requests r
 LEFT JOIN users s ON s.user_id = r.subject_user_id
 LEFT JOIN users f ON f.user_id = r.filed_by_user_id
+LEFT JOIN users p ON p.user_id = r.proposed_by_user_id
+LEFT JOIN users a ON a.user_id = r.approved_by_user_id
 """
 SELECT_REQUEST = f"SELECT {_REQUEST_COLUMNS} WHERE r.request_id = $1"
 SELECT_REQUEST_FOR_UPDATE = f"SELECT {_REQUEST_COLUMNS} WHERE r.request_id = $1 FOR UPDATE OF r"
@@ -80,6 +85,28 @@ SET status = $2::text,
     outcome = $3,
     trail = trail || {_TRAIL_ENTRY.format(actor="$4", role="$5", status="$2", note="$6")}
 WHERE request_id = $1 AND closed_at IS NULL
+RETURNING request_id
+"""
+# Four eyes on erasure: one privacy officer proposes completing it (a received request is started by it),
+# a second approves it (or anyone withdraws or rejects the proposal, with a note). Only an open request, and
+# only when there is no proposal yet (to propose) or one (to approve or reject).
+SET_PROPOSAL = f"""
+UPDATE subject_requests
+SET proposed_by_user_id = $2, proposed_at = now(), status = 'in_progress',
+    trail = trail || {_TRAIL_ENTRY.format(actor="$2", role="$3", status="'in_progress'", note="$4")}
+WHERE request_id = $1 AND closed_at IS NULL AND proposed_at IS NULL
+RETURNING request_id
+"""
+CLEAR_PROPOSAL = f"""
+UPDATE subject_requests
+SET proposed_by_user_id = NULL, proposed_at = NULL,
+    trail = trail || {_TRAIL_ENTRY.format(actor="$2", role="$3", status="status", note="$4")}
+WHERE request_id = $1 AND closed_at IS NULL AND proposed_at IS NOT NULL
+RETURNING request_id
+"""
+SET_APPROVAL = """
+UPDATE subject_requests SET approved_by_user_id = $2, approved_at = now()
+WHERE request_id = $1 AND closed_at IS NULL AND proposed_at IS NOT NULL AND approved_at IS NULL
 RETURNING request_id
 """
 SELECT_REQUEST_IDS_OF_PERSON = """

@@ -74,7 +74,11 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/privacy/requests"): "anyone",
     ("GET", "/api/v1/privacy/requests/{request_id}"): {"owner-a", "resident-a", "officer"},
     ("POST", "/api/v1/privacy/requests/{request_id}/status"): {"officer"},
-    ("GET", "/api/v1/privacy/requests/{request_id}/download"): {"owner-a", "resident-a", "officer"},
+    # Four eyes on erasure (tests/privacy/test_officer_attacks.py: which officer may approve which).
+    ("POST", "/api/v1/privacy/requests/{request_id}/proposal"): {"officer"},
+    ("POST", "/api/v1/privacy/requests/{request_id}/approval"): {"officer"},
+    # Only the subject downloads their access export: not owner-a who filed it, not the officer.
+    ("GET", "/api/v1/privacy/requests/{request_id}/download"): {"resident-a"},
     ("GET", "/api/v1/privacy/queue"): {"officer"},
     ("GET", "/api/v1/privacy/subjects"): {"officer"},
     # Each owner sees the privacy spent on their own homes (tests/api/test_research.py: only theirs).
@@ -290,6 +294,8 @@ def request_for(world: World, method: str, path: str) -> tuple[str, dict[str, ob
         # For resident-a: only owner-a manages a home of theirs.
         ("POST", "/api/v1/privacy/requests"): {"kind": "access", "subject_username": "resident-a"},
         ("POST", "/api/v1/privacy/requests/{request_id}/status"): {"status": "in_progress"},
+        ("POST", "/api/v1/privacy/requests/{request_id}/proposal"): {"note": "identity checked"},
+        ("POST", "/api/v1/privacy/requests/{request_id}/approval"): {"decision": "approve"},
     }
     today = dt.datetime.now(dt.UTC).date()
     yesterday = today - dt.timedelta(days=1)
@@ -452,7 +458,7 @@ async def test_every_read_by_someone_else_is_recorded_and_the_owner_sees_it(worl
     records = portal.sql(
         "SELECT u.username, r.actor_role, r.resource, r.assignment_id, s.username "
         "FROM audit_records r JOIN users u ON u.user_id = r.actor_user_id "
-        "JOIN users s ON s.user_id = r.subject_user_id ORDER BY r.occurred_at"
+        "JOIN users s ON s.user_id = r.subject_user_id WHERE r.action = 'read' ORDER BY r.occurred_at"
     )
     assert records == [
         ("resident-a", "resident", "readings", None, "owner-a"),
@@ -478,7 +484,13 @@ async def test_every_read_by_someone_else_is_recorded_and_the_owner_sees_it(worl
         ("resident-a", "readings", None),
     ]
     trail = await portal.client.get("/api/v1/audit", headers=portal.people["officer"].headers)
-    assert len(trail.json()["items"]) == 3
+    # The three reads, and owner-a filing the world's request for resident-a (an action, not a read).
+    assert [(r["actor"], r["action"], r["resource"]) for r in trail.json()["items"]] == [
+        ("installer-a", "read", "owner"),
+        ("installer-a", "read", "readings"),
+        ("resident-a", "read", "readings"),
+        ("owner-a", "file", "subject_request"),
+    ]
 
 
 async def test_readings_page_with_a_cursor_and_bucket_by_the_hour(world: World):
@@ -521,7 +533,7 @@ async def test_the_installer_reads_the_address_the_owner_set_and_the_read_is_rec
     read = await portal.client.get(address, headers=installer.headers)
     assert read.json()["street"] == "Dorpsstraat"
     assert (await portal.client.get(address, headers=portal.people["resident-a"].headers)).status_code == 403
-    assert portal.sql("SELECT resource, assignment_id FROM audit_records") == [
+    assert portal.sql("SELECT resource, assignment_id FROM audit_records WHERE action = 'read'") == [
         ("address", world.assignment_a)
     ]
     for wrong, detail in (

@@ -44,6 +44,7 @@ PEOPLE = {
     "ivo": ("installer", {"company": "Warmte BV"}),
     "kees": ("installer", {"company": "Koude BV"}),
     "olga": ("privacy_officer", {}),
+    "otto": ("privacy_officer", {}),
 }
 
 
@@ -346,10 +347,11 @@ async def test_the_old_owners_erasure_after_the_transfer_removes_their_period_an
         "/api/v1/privacy/requests", headers=olga.headers, json={"kind": "erasure", "subject_username": "anna"}
     )
     assert filed.status_code == 201, filed.text
+    request_url = f"/api/v1/privacy/requests/{filed.json()['request_id']}"
+    proposed = await portal.client.post(f"{request_url}/proposal", headers=olga.headers, json={})
+    assert proposed.status_code == 200, proposed.text
     done = await portal.client.post(
-        f"/api/v1/privacy/requests/{filed.json()['request_id']}/status",
-        headers=olga.headers,
-        json={"status": "completed"},
+        f"{request_url}/approval", headers=world.person("otto").headers, json={"decision": "approve"}
     )
     assert done.status_code == 200, done.text
     assert portal.sql(

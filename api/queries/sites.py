@@ -13,7 +13,7 @@ WHERE site_id = $1
 
 # The owner's user data an assigned installer needs to reach the installation: the contract holder.
 SELECT_OWNER_CONTACT = """
-SELECT c.key_id, c.holder_ciphertext, u.key_id AS user_key_id, u.email_ciphertext
+SELECT c.contract_id, c.key_id, c.holder_ciphertext, u.user_id, u.key_id AS user_key_id, u.email_ciphertext
 FROM users u JOIN contracts c USING (contract_id)
 WHERE u.user_id = $1
 """

@@ -24,12 +24,12 @@ from privacy.keys.subject_keys import SubjectKeyError, load_key
 from thuis.db import Connection
 
 
-async def account_key(conn: Connection, keyring: Keyring, user_id: int) -> bytes:
-    """Return the unwrapped data key of an account."""
+async def account_key(conn: Connection, keyring: Keyring, user_id: int) -> tuple[int, bytes]:
+    """Return the id of an account's data key and the key, unwrapped."""
     key_id = await conn.fetchval(queries.SELECT_KEY_OF_USER, user_id)
     if key_id is None:
         raise SubjectKeyError(f"there is no account {user_id}")
-    return await load_key(conn, keyring, key_id)
+    return int(key_id), await load_key(conn, keyring, key_id)
 
 
 async def account(conn: Connection, keyring: Keyring, *, user_id: int) -> Account:
@@ -39,14 +39,16 @@ async def account(conn: Connection, keyring: Keyring, *, user_id: int) -> Accoun
         raise not_found("account")
     key = await load_key(conn, keyring, row["key_id"])
     fields = {name: value for name, value in dict(row).items() if name not in {"key_id", "email_ciphertext"}}
-    return Account(**fields, email=open_text(key, row["email_ciphertext"], context=USERS_EMAIL))
+    email = open_text(key, row["email_ciphertext"], context=USERS_EMAIL.at(user_id, row["key_id"]))
+    return Account(**fields, email=email)
 
 
 async def set_email(conn: Connection, keyring: Keyring, *, user_id: int, email: str | None) -> None:
     """Set (or, with None, remove) an account's email: sealed with its key, found by its keyed hash."""
-    key = await account_key(conn, keyring, user_id)
+    key_id, key = await account_key(conn, keyring, user_id)
     email_hash = keyring.email_hash(email) if email is not None else None
-    await conn.execute(queries.SET_EMAIL, user_id, seal_text(key, email, context=USERS_EMAIL), email_hash)
+    sealed = seal_text(key, email, context=USERS_EMAIL.at(user_id, key_id))
+    await conn.execute(queries.SET_EMAIL, user_id, sealed, email_hash)
 
 
 async def set_preferences(conn: Connection, *, user_id: int, language: str, time_zone: str) -> None:
@@ -99,8 +101,8 @@ async def change_password(conn: Connection, *, principal: Principal, current: st
 async def start_totp(conn: Connection, keyring: Keyring, *, principal: Principal) -> TotpSetup:
     """Store a new TOTP secret, sealed; it is in force once confirmed with a first code."""
     secret = new_totp_secret()
-    key = await account_key(conn, keyring, principal.user_id)
-    sealed = seal_text(key, secret, context=USERS_TOTP_SECRET)
+    key_id, key = await account_key(conn, keyring, principal.user_id)
+    sealed = seal_text(key, secret, context=USERS_TOTP_SECRET.at(principal.user_id, key_id))
     if await conn.execute(queries.SET_TOTP_SECRET, principal.user_id, sealed) == "UPDATE 0":
         raise Problem(409, "two-factor authentication is already on; turn it off first to set up a new app")
     return TotpSetup(secret=secret, otpauth_uri=totp_uri(secret, username=principal.username))
@@ -115,7 +117,8 @@ async def confirm_totp(conn: Connection, keyring: Keyring, *, user_id: int, code
         if row["totp_confirmed_at"] is not None:
             raise Problem(409, "two-factor authentication is already on")
         key = await load_key(conn, keyring, row["key_id"])
-        secret = open_text(key, row["totp_secret_ciphertext"], context=USERS_TOTP_SECRET) or ""
+        bound = USERS_TOTP_SECRET.at(user_id, row["key_id"])
+        secret = open_text(key, row["totp_secret_ciphertext"], context=bound) or ""
         step = totp_step(secret, code, now=dt.datetime.now(dt.UTC), last_step=None)
         if step is None:
             raise Problem(422, "body field totp_code: the code does not match; check the app's clock")

@@ -76,9 +76,13 @@ async def owner_contact(
     if row is None:
         raise not_found(f"the owner of site {access.site_id}")
     holder_key = await load_key(conn, keyring, row["key_id"])
-    holder = open_document(holder_key, row["holder_ciphertext"], context=CONTRACTS_HOLDER)
+    holder = open_document(
+        holder_key, row["holder_ciphertext"], context=CONTRACTS_HOLDER.at(row["contract_id"], row["key_id"])
+    )
     user_key = await load_key(conn, keyring, row["user_key_id"])
-    account_email = open_text(user_key, row["email_ciphertext"], context=USERS_EMAIL)
+    account_email = open_text(
+        user_key, row["email_ciphertext"], context=USERS_EMAIL.at(row["user_id"], row["user_key_id"])
+    )
     await record_read(conn, principal=principal, access=access, resource="owner")
     return OwnerContact(
         holder_name=holder.get("holder_name") or "",
@@ -236,7 +240,8 @@ async def address(
     document = {}
     if row is not None and row["address_key_id"] is not None:
         key = await load_key(conn, keyring, row["address_key_id"])
-        document = open_document(key, row["address_ciphertext"], context=SITES_ADDRESS)
+        bound = SITES_ADDRESS.at(access.site_id, row["address_key_id"])
+        document = open_document(key, row["address_ciphertext"], context=bound)
     await record_read(conn, principal=principal, access=access, resource="address")
     return SiteAddress(
         **Address.from_document(document).document(),
@@ -257,6 +262,6 @@ async def set_address(
     async with conn.transaction():
         key_id = await conn.fetchval(queries.SELECT_KEY_OF_OWNER, owner_user_id)
         key = await load_key(conn, keyring, key_id)
-        sealed = seal_json(key, normalised.document(), context=SITES_ADDRESS)
+        sealed = seal_json(key, normalised.document(), context=SITES_ADDRESS.at(site_id, key_id))
         await conn.execute(queries.SET_SITE_ADDRESS, site_id, postcode_area, cell, key_id, sealed)
     return SiteAddress(**normalised.document(), postcode_area=postcode_area, h3_cell=cell)

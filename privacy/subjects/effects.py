@@ -90,9 +90,10 @@ async def _rectify(conn: Connection, keyring: Keyring, request: SubjectRequest) 
         raise RequestRefused(409, "the subject holds no contract any more; refuse the request with a note")
     for contract in contracts:
         key = await load_key(conn, keyring, contract["key_id"])
-        holder = open_json(key, bytes(contract["holder_ciphertext"]), context=CONTRACTS_HOLDER)
+        bound = CONTRACTS_HOLDER.at(contract["contract_id"], contract["key_id"])
+        holder = open_json(key, bytes(contract["holder_ciphertext"]), context=bound)
         holder.update({name: value for name, value in changes.items() if name in RECTIFIABLE_FIELDS})
-        sealed = seal_json(key, holder, context=CONTRACTS_HOLDER)
+        sealed = seal_json(key, holder, context=bound)
         await conn.execute(q.UPDATE_CONTRACT_HOLDER, contract["contract_id"], sealed)
     fields = ", ".join(name.replace("_", " ") for name in sorted(changes))
     records = f"{len(contracts)} billing record{'s' * (len(contracts) != 1)}"

@@ -19,7 +19,7 @@ import asyncpg
 
 from privacy.keys.crypto import Keyring, open_json, seal_json
 from privacy.keys.fields import SUBJECT_REQUESTS_DETAILS
-from privacy.keys.subject_keys import SubjectKeyError, load_key
+from privacy.keys.subject_keys import SubjectKeyError, load_key, reserve_row_key
 from privacy.subjects import effects as request_effects
 from privacy.subjects import queries as q
 from privacy.subjects.model import Actor, RequestRefused, SubjectRequest, TrailEntry
@@ -69,10 +69,12 @@ async def file_request(
                 "contract details to rectify; an account's email is corrected with PUT /api/v1/account/email",
             )
         sealed = None
+        request_id = await reserve_row_key(conn, SUBJECT_REQUESTS_DETAILS)
         if personal_details:
             key = await load_key(conn, keyring, subject["key_id"])
-            sealed = seal_json(key, personal_details, context=SUBJECT_REQUESTS_DETAILS)
-        request_id: int = await conn.fetchval(
+            bound = SUBJECT_REQUESTS_DETAILS.at(request_id, subject["key_id"])
+            sealed = seal_json(key, personal_details, context=bound)
+        await conn.execute(
             q.INSERT_REQUEST,
             subject["user_id"],
             filer.user_id,
@@ -82,6 +84,7 @@ async def file_request(
             sealed,
             filer.role,
             "filed for themselves" if subject["user_id"] == filer.user_id else f"filed for {subject['role']}",
+            request_id,
         )
         if kind in AT_ONCE and subject["user_id"] == filer.user_id:
             request = await _locked(conn, keyring, request_id)
@@ -215,7 +218,8 @@ async def _request(conn: Connection, keyring: Keyring, row: asyncpg.Record) -> S
     if row["details_ciphertext"] is not None and row["details_key_id"] is not None:
         try:
             key = await load_key(conn, keyring, row["details_key_id"])
-            personal = open_json(key, bytes(row["details_ciphertext"]), context=SUBJECT_REQUESTS_DETAILS)
+            bound = SUBJECT_REQUESTS_DETAILS.at(row["request_id"], row["details_key_id"])
+            personal = open_json(key, bytes(row["details_ciphertext"]), context=bound)
         except SubjectKeyError:
             personal = None
     return SubjectRequest(

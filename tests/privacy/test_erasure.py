@@ -13,7 +13,7 @@ import pytest
 from ops.accounts import create_account, set_site_owner
 from ops.registry import create_site
 from privacy.keys.crypto import DecryptionError, Keyring, open_sealed, seal_json
-from privacy.keys.fields import CONTEXTS
+from privacy.keys.fields import SEALED_COLUMNS, SITES_ADDRESS
 from privacy.keys.subject_keys import load_key
 from privacy.subjects.erasure import ErasureError, erase_subject
 from privacy.subjects.records import add_marketing_contact, add_webshop_order
@@ -339,23 +339,35 @@ def footprint(database: Database, household: Household) -> list[str]:
 
 
 def readable_ciphertext(database: Database, keys: dict[int, bytes]) -> list[str]:
-    """Return every sealed value in the database that still opens with one of these data keys."""
+    """Return every sealed value in the database that still opens with one of these data keys.
+
+    Each value is tried in its own row under every one of the keys and their ids: whoever kept a former key
+    and its id, and rewrote the row's key id, must still find nothing.
+    """
     opened = []
     with psycopg.connect(database.owner_url) as conn:
-        columns = sql(
-            conn,
-            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' "
-            "AND data_type = 'bytea' AND column_name LIKE '%%ciphertext'",
-        )
-        for table, column in columns:
-            for (sealed,) in sql(conn, f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL"):  # noqa: S608
-                for key in keys.values():
-                    for context in CONTEXTS:
-                        try:
-                            open_sealed(key, bytes(sealed), context=context)
-                        except DecryptionError:
-                            continue
-                        opened.append(f"{table}.{column} opens under {context}")
+        columns = {
+            (table, column)
+            for table, column in sql(
+                conn,
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = 'public' AND data_type = 'bytea' AND column_name LIKE '%%ciphertext'",
+            )
+        }
+        assert columns == {(c.table, c.ciphertext) for c in SEALED_COLUMNS}, "a sealed column is not listed"
+        for column in SEALED_COLUMNS:
+            rows = sql(
+                conn,
+                f"SELECT {column.row_key}, {column.ciphertext} FROM {column.table} "  # noqa: S608
+                f"WHERE {column.ciphertext} IS NOT NULL",
+            )
+            for row_key, sealed in rows:
+                for key_id, key in keys.items():
+                    try:
+                        open_sealed(key, bytes(sealed), context=column.at(row_key, key_id))
+                    except DecryptionError:
+                        continue
+                    opened.append(f"{column} of row {row_key} opens with former key {key_id}")
     return opened
 
 
@@ -399,19 +411,18 @@ async def test_erasure_keeps_only_what_a_legal_duty_still_holds_and_says_until_w
     assert "fiscal record keeping (art. 52 AWR)" in refusal
     # The billing record and the order still open, with their own keys; nothing else does.
     with psycopg.connect(database.owner_url) as conn:
-        contract_key, order_key = sql(
-            conn,
-            "SELECT (SELECT key_id FROM contracts WHERE key_id = ANY(%s)), "
-            "(SELECT key_id FROM webshop_orders WHERE key_id = ANY(%s))",
-            kept.key_ids,
-            kept.key_ids,
+        contract_id, contract_key = sql(
+            conn, "SELECT contract_id, key_id FROM contracts WHERE key_id = ANY(%s)", kept.key_ids
+        )[0]
+        order_id, order_key = sql(
+            conn, "SELECT order_id, key_id FROM webshop_orders WHERE key_id = ANY(%s)", kept.key_ids
         )[0]
     still_open = readable_ciphertext(database, keys)
-    assert sorted(still_open) == [
-        "contracts.holder_ciphertext opens under contracts.holder",
-        "webshop_orders.customer_ciphertext opens under webshop_orders.customer",
-    ]
     assert {contract_key, order_key} <= set(keys)
+    assert sorted(still_open) == [
+        f"contracts.holder of row {contract_id} opens with former key {contract_key}",
+        f"webshop_orders.customer of row {order_id} opens with former key {order_key}",
+    ]
     remaining = footprint(database, kept)
     # Only the kept records' own keys remain; no account, site, reading, event or grant.
     assert sorted(remaining) == sorted(
@@ -479,7 +490,7 @@ async def test_when_retention_removes_an_account_its_sites_address_is_shredded_w
     with psycopg.connect(database.owner_url) as conn:
         key_id = sql(conn, "SELECT key_id FROM users WHERE user_id = %s", gone.user_id)[0][0]
         key = as_owner(database.owner_url, load_key, keyring, key_id)
-        sealed = seal_json(key, {"street": "Dorpsstraat"}, context="sites.address")
+        sealed = seal_json(key, {"street": "Dorpsstraat"}, context=SITES_ADDRESS.at(gone.site_id, key_id))
         sql(
             conn,
             "UPDATE sites SET postcode_area = '3511', address_key_id = %s, address_ciphertext = %s "

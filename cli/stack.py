@@ -122,10 +122,16 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
         broker.start()
         environment = _environment(paths, cluster, broker, ingest_password)
         children.append(_spawn(["ingest"], environment, paths.logs / "ingest.log"))
+        revocations = [
+            *("certs", "revocations", "serve", "--dir", str(paths.certs)),
+            *("--publish-to", str(broker.crl_file), "--broker-host", "localhost"),
+            *("--broker-port", str(broker.port)),
+        ]
         for command, role, log_name in (
             (["retention", "serve", "--interval-s", "3600"], "thuis_retention", "retention.log"),
             (["rollup", "serve"], "thuis_rollup", "rollup.log"),
             (["api", "--port", str(args.api_port)], "thuis_api", "api.log"),
+            (revocations, "thuis_certs", "revocations.log"),
         ):
             url = cluster.dsn(DATABASE, user=role, password=passwords[role])
             extra = {

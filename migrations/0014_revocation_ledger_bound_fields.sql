@@ -14,7 +14,7 @@ GRANT USAGE ON SEQUENCE users_user_id_seq, contracts_contract_id_seq, subject_re
 ALTER TABLE gateways ADD COLUMN decommissioned_at timestamptz;
 
 CREATE TABLE gateway_revocations (
-    gateway_serial  text PRIMARY KEY,
+    gateway_serial  text PRIMARY KEY CHECK (gateway_serial ~ '^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$'),
     reason          text NOT NULL CHECK (reason IN ('deleted', 'decommissioned')),
     requested_at    timestamptz NOT NULL DEFAULT now()
 );

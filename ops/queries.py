@@ -32,6 +32,11 @@ WHERE site_id = $2
 RETURNING owner_user_id
 """
 
+# The revocation worker (ops/revocations.py, asyncpg, as thuis_certs): the gateways erasure or
+# decommissioning queued, oldest first, and those done.
+SELECT_REVOCATIONS = "SELECT gateway_serial FROM gateway_revocations ORDER BY requested_at, gateway_serial"
+DELETE_REVOCATIONS = "DELETE FROM gateway_revocations WHERE gateway_serial = ANY($1::text[])"
+
 # The gateway registry (ops/registry.py, psycopg).
 INSERT_SITE = "INSERT INTO sites (label, time_zone) VALUES (%s, %s) RETURNING site_id"
 INSERT_GATEWAY = """
@@ -39,6 +44,11 @@ INSERT INTO gateways (gateway_serial, vendor, site_id, registered_at)
 VALUES (%s, %s, %s, coalesce(%s, now()))
 """
 SELECT_GATEWAY = "SELECT gateway_serial, vendor, site_id FROM gateways WHERE gateway_serial = %s"
+# A decommissioned gateway keeps its history; the trigger of migration 0014 queues its revocation.
+DECOMMISSION_GATEWAY = """
+UPDATE gateways SET decommissioned_at = coalesce(decommissioned_at, now()) WHERE gateway_serial = %s
+RETURNING decommissioned_at
+"""
 
 # The local stack (ops/localstack.py, psycopg).
 SELECT_DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %s"

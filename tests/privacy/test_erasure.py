@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, LiteralString, cast
 
 import asyncpg
@@ -12,6 +13,7 @@ import pytest
 
 from ops.accounts import create_account, set_site_owner
 from ops.registry import create_site
+from ops.revocations import apply_revocations
 from privacy.keys.crypto import DecryptionError, Keyring, open_sealed, seal_json
 from privacy.keys.fields import SEALED_COLUMNS, SITES_ADDRESS
 from privacy.keys.subject_keys import load_key
@@ -300,6 +302,16 @@ async def erase(database: Database, user_id: int) -> Any:
         await conn.close()
 
 
+async def revoke_queued(database: Database, certs_dir: Path) -> list[str]:
+    """Run the revocation worker once, as thuis_certs: it revokes the queued gateways and forgets them."""
+    conn = await asyncpg.connect(database.certs_url)
+    try:
+        run = await apply_revocations(conn, ca_dir=certs_dir, publish_to=None, broker=None)
+    finally:
+        await conn.close()
+    return run.gateways
+
+
 def data_keys(database: Database, household: Household) -> dict[int, bytes]:
     return {
         key_id: as_owner(database.owner_url, load_key, database.keyring, key_id)
@@ -372,7 +384,7 @@ def readable_ciphertext(database: Database, keys: dict[int, bytes]) -> list[str]
 
 
 async def test_erasure_leaves_nothing_readable_about_the_subject(
-    database: Database, households: dict[str, Household]
+    database: Database, households: dict[str, Household], certs_dir: Path
 ):
     gone, other = households["gone"], households["other"]
     keys = data_keys(database, gone)
@@ -384,6 +396,8 @@ async def test_erasure_leaves_nothing_readable_about_the_subject(
     assert result.refusal() is None
     assert result.removed["energy_readings"] == 3 * 24 * 4 + 1
     assert result.removed["users"] == 1
+    # The home's gateway waits for the revocation worker, which revokes it and then forgets its serial.
+    assert await revoke_queued(database, certs_dir) == [gone.gateway_serial]
     assert footprint(database, gone) == []
     assert readable_ciphertext(database, keys) == []
     # Every other household is as it was; the erased one's resident keeps their own account.
@@ -395,7 +409,7 @@ async def test_erasure_leaves_nothing_readable_about_the_subject(
 
 
 async def test_erasure_keeps_only_what_a_legal_duty_still_holds_and_says_until_when(
-    database: Database, households: dict[str, Household]
+    database: Database, households: dict[str, Household], certs_dir: Path
 ):
     kept = households["kept"]
     keys = data_keys(database, kept)
@@ -423,6 +437,7 @@ async def test_erasure_keeps_only_what_a_legal_duty_still_holds_and_says_until_w
         f"contracts.holder of row {contract_id} opens with former key {contract_key}",
         f"webshop_orders.customer of row {order_id} opens with former key {order_key}",
     ]
+    assert await revoke_queued(database, certs_dir) == [kept.gateway_serial]
     remaining = footprint(database, kept)
     # Only the kept records' own keys remain; no account, site, reading, event or grant.
     assert sorted(remaining) == sorted(

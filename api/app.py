@@ -16,6 +16,7 @@ from api.routes import account, energy, privacy, research, sharing, sites, staff
 from api.settings import ApiSettings
 from api.web import pages
 from privacy.keys.crypto import KeyringFile
+from privacy.keys.ledger import ErasureLedger, require_erasures_applied
 from thuis import __version__
 from thuis.catalogue import load_catalogue
 from thuis.db import create_pool
@@ -52,6 +53,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         )
         app.state.pool = pool
         try:
+            # A database restored from a backup made before an erasure is not served until it is erased again.
+            async with pool.acquire() as conn:
+                await require_erasures_applied(conn, app.state.erasure_ledger)
             yield
         finally:
             await pool.close()
@@ -67,6 +71,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.keyring_file = KeyringFile(settings.keyring_file)
+    app.state.erasure_ledger = ErasureLedger(settings.erasure_ledger_file)
     # The data catalogue decides what completing a request keeps for a legal duty: read once, at build.
     app.state.catalogue = load_catalogue()
     install_problem_handlers(app)

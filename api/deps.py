@@ -33,6 +33,7 @@ from api.security import (
 from api.services.access import SiteAccess, owned_site, site_access
 from api.settings import ApiSettings
 from privacy.keys.crypto import Keyring, KeyringFile
+from privacy.keys.ledger import ErasureLedger
 from thuis.catalogue import Catalogue
 from thuis.db import Connection
 
@@ -59,6 +60,12 @@ def catalogue_of(request: Request) -> Catalogue:
     return catalogue
 
 
+def ledger_of(request: Request) -> ErasureLedger:
+    """Return the erasure ledger, where every erasure is recorded before it commits."""
+    ledger: ErasureLedger = request.app.state.erasure_ledger
+    return ledger
+
+
 def keyring_of(request: Request) -> Keyring:
     """Return the keyring as its file holds it now (rotation needs no restart)."""
     keyring_file: KeyringFile = request.app.state.keyring_file
@@ -77,6 +84,7 @@ PoolDep = Annotated[asyncpg.Pool, Depends(pool_of)]
 KeyringDep = Annotated[Keyring, Depends(keyring_of)]
 SettingsDep = Annotated[ApiSettings, Depends(settings_of)]
 CatalogueDep = Annotated[Catalogue, Depends(catalogue_of)]
+LedgerDep = Annotated[ErasureLedger, Depends(ledger_of)]
 
 
 async def optional_principal(

@@ -8,7 +8,17 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from api.deps import CatalogueDep, ConnDep, Id, KeyringDep, Owner, PoolDep, PrivacyOfficer, SignedIn
+from api.deps import (
+    CatalogueDep,
+    ConnDep,
+    Id,
+    KeyringDep,
+    LedgerDep,
+    Owner,
+    PoolDep,
+    PrivacyOfficer,
+    SignedIn,
+)
 from api.problems import PROBLEM_RESPONSES, Problem
 from api.schemas.common import EMAIL_PATTERN
 from api.schemas.privacy import RequestFiling, StatusChange, SubjectAccount, SubjectRequest
@@ -72,6 +82,7 @@ async def change_status(
     conn: ConnDep,
     keyring: KeyringDep,
     catalogue: CatalogueDep,
+    ledger: LedgerDep,
 ) -> SubjectRequest:
     """Set `in_progress`, `completed` or `refused` (with a note saying why).
 
@@ -82,6 +93,7 @@ async def change_status(
         conn,
         keyring,
         catalogue,
+        ledger,
         principal=principal,
         request_id=request_id,
         status=body.status,

@@ -19,6 +19,7 @@ from api.schemas.privacy import SubjectRequest as SubjectRequestBody
 from api.schemas.privacy import TrailEntry
 from api.security import Principal
 from privacy.keys.crypto import Keyring
+from privacy.keys.ledger import ErasureLedger
 from privacy.subjects import workflow
 from privacy.subjects.access_export import access_export
 from privacy.subjects.model import Actor, RequestRefused
@@ -138,6 +139,7 @@ async def change_status(
     conn: Connection,
     keyring: Keyring,
     catalogue: Catalogue,
+    ledger: ErasureLedger,
     *,
     principal: Principal,
     request_id: int,
@@ -148,7 +150,14 @@ async def change_status(
     actor = actor_of(principal)
     with answered_as_problems():
         await workflow.change_status(
-            conn, keyring, catalogue, request_id=request_id, actor=actor, status=status, note=note
+            conn,
+            keyring,
+            catalogue,
+            request_id=request_id,
+            actor=actor,
+            status=status,
+            note=note,
+            ledger=ledger,
         )
         return await workflow.load_request(conn, keyring, request_id=request_id, actor=actor)
 

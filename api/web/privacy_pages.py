@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
-from api.deps import MAX_ID, CatalogueDep, ConnDep, Id, KeyringDep, SignedIn
+from api.deps import MAX_ID, CatalogueDep, ConnDep, Id, KeyringDep, LedgerDep, SignedIn
 from api.problems import Problem
 from api.schemas.privacy import REQUEST_FILING
 from api.security import Principal
@@ -200,6 +200,7 @@ async def change_status(
     conn: ConnDep,
     keyring: KeyringDep,
     catalogue: CatalogueDep,
+    ledger: LedgerDep,
 ) -> Response:
     """Move a request on from the queue: start, complete (which carries it out) or refuse with a note."""
     form = await request.form()
@@ -209,6 +210,7 @@ async def change_status(
             conn,
             keyring,
             catalogue,
+            ledger,
             principal=principal,
             request_id=request_id,
             status=status if isinstance(status, str) else "",

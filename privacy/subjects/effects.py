@@ -8,6 +8,7 @@ from typing import Any
 
 from privacy.keys.crypto import Keyring, open_json, seal_json
 from privacy.keys.fields import CONTRACT_HOLDER_FIELDS, CONTRACTS_HOLDER
+from privacy.keys.ledger import ErasureLedger
 from privacy.keys.subject_keys import load_key
 from privacy.subjects import queries as q
 from privacy.subjects.erasure import ErasureError, erase_subject
@@ -22,7 +23,12 @@ OBJECTION_COLUMNS = {"marketing": q.SET_OBJECTS_TO_MARKETING, "research": q.SET_
 
 
 async def take_effect(
-    conn: Connection, keyring: Keyring, catalogue: Catalogue | None, *, request: SubjectRequest
+    conn: Connection,
+    keyring: Keyring,
+    catalogue: Catalogue | None,
+    *,
+    request: SubjectRequest,
+    ledger: ErasureLedger | None = None,
 ) -> str:
     """Do what a request asks, in the caller's transaction; return the outcome in words."""
     if request.subject_user_id is None:
@@ -34,9 +40,9 @@ async def take_effect(
     if request.kind == "rectification":
         return await _rectify(conn, keyring, request)
     if request.kind == "erasure":
-        if catalogue is None:
-            raise RuntimeError("erasure needs the catalogue")
-        return await _erase(conn, catalogue, request)
+        if catalogue is None or ledger is None:
+            raise RuntimeError("erasure needs the catalogue and the erasure ledger")
+        return await _erase(conn, catalogue, ledger, request)
     return await _SETTINGS[request.kind](conn, request.subject_user_id, request.details)
 
 
@@ -100,7 +106,9 @@ async def _rectify(conn: Connection, keyring: Keyring, request: SubjectRequest) 
     return f"rectified in {records}: {fields}"
 
 
-async def _erase(conn: Connection, catalogue: Catalogue, request: SubjectRequest) -> str:
+async def _erase(
+    conn: Connection, catalogue: Catalogue, ledger: ErasureLedger, request: SubjectRequest
+) -> str:
     """Erase the subject; their requests stay as proof they were answered, naming no one."""
     subject = request.subject_user_id
     if subject is None:  # take_effect answers this case
@@ -108,7 +116,7 @@ async def _erase(conn: Connection, catalogue: Catalogue, request: SubjectRequest
     # Captured before erasure: afterwards nothing links these requests to the subject any more.
     request_ids = [row["request_id"] for row in await conn.fetch(q.SELECT_REQUEST_IDS_OF_PERSON, subject)]
     try:
-        result = await erase_subject(conn, catalogue, user_id=subject)
+        result = await erase_subject(conn, catalogue, ledger, user_id=subject)
     except ErasureError as err:
         raise RequestRefused(409, f"erasure cannot be done: {err}") from None
     await conn.execute(q.SCRUB_TRAIL_ACTOR, request_ids, subject)

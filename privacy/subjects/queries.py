@@ -126,7 +126,14 @@ UPDATE_CONTRACT_HOLDER = "UPDATE contracts SET holder_ciphertext = $2 WHERE cont
 
 # Erasure (privacy/subjects/erasure.py).
 ERASE = "SELECT table_name, rows_removed FROM erase_data_subject($1, $2, $3)"
-SELECT_SUBJECT = "SELECT user_id FROM users WHERE user_id = $1"
+# The account's creation time identifies it in a restored copy (ids of a restored database are given again).
+SELECT_SUBJECT = "SELECT user_id, created_at FROM users WHERE user_id = $1"
+# The erasure ledger's entries this database holds as done (privacy/keys/ledger.py).
+SELECT_APPLIED_ENTRY_IDS = "SELECT entry_id FROM applied_erasures"
+INSERT_APPLIED_ERASURE = """
+INSERT INTO applied_erasures (entry_id, subject_user_id, subject_created_at, erased_at, applied_by)
+VALUES ($1, $2, $3, $4, $5)
+"""
 # What a legal duty may still keep of the subject, per category the erasure function knows.
 SELECT_KEPT_CONTRACTS = """
 SELECT contract_id, ended_at FROM contracts

@@ -19,6 +19,7 @@ import asyncpg
 
 from privacy.keys.crypto import Keyring, open_json, seal_json
 from privacy.keys.fields import SUBJECT_REQUESTS_DETAILS
+from privacy.keys.ledger import ErasureLedger
 from privacy.keys.subject_keys import SubjectKeyError, load_key, reserve_row_key
 from privacy.subjects import effects as request_effects
 from privacy.subjects import queries as q
@@ -128,8 +129,12 @@ async def change_status(
     actor: Actor,
     status: str,
     note: str | None,
+    ledger: ErasureLedger | None = None,
 ) -> None:
-    """Move a request on (the privacy officer); completing it does what it asks, refusing needs a reason."""
+    """Move a request on (the privacy officer); completing it does what it asks, refusing needs a reason.
+
+    Completing an erasure needs the erasure ledger, which records it before it commits.
+    """
     if actor.role != "privacy_officer":
         raise RequestRefused(403, "only the privacy officer works the queue of data-subject requests")
     if status not in STATUSES:
@@ -153,7 +158,9 @@ async def change_status(
                 )
             outcome = note
         elif status == "completed":
-            outcome = await request_effects.take_effect(conn, keyring, catalogue, request=request)
+            outcome = await request_effects.take_effect(
+                conn, keyring, catalogue, request=request, ledger=ledger
+            )
         await _set_status(conn, request_id, actor=actor, status=status, outcome=outcome, note=note)
 
 

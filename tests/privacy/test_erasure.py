@@ -16,6 +16,7 @@ from ops.registry import create_site
 from ops.revocations import apply_revocations
 from privacy.keys.crypto import DecryptionError, Keyring, open_sealed, seal_json
 from privacy.keys.fields import SEALED_COLUMNS, SITES_ADDRESS
+from privacy.keys.ledger import ErasureLedger
 from privacy.keys.subject_keys import load_key
 from privacy.subjects.erasure import ErasureError, erase_subject
 from privacy.subjects.records import add_marketing_contact, add_webshop_order
@@ -297,7 +298,9 @@ async def erase(database: Database, user_id: int) -> Any:
     """Erase as the portal does: as thuis_api, which may only call erase_data_subject."""
     conn = await asyncpg.connect(database.api_url)
     try:
-        return await erase_subject(conn, load_catalogue(), user_id=user_id)
+        return await erase_subject(
+            conn, load_catalogue(), ErasureLedger(database.erasure_ledger_file), user_id=user_id
+        )
     finally:
         await conn.close()
 
@@ -398,7 +401,9 @@ async def test_erasure_leaves_nothing_readable_about_the_subject(
     assert result.removed["users"] == 1
     # The home's gateway waits for the revocation worker, which revokes it and then forgets its serial.
     assert await revoke_queued(database, certs_dir) == [gone.gateway_serial]
-    assert footprint(database, gone) == []
+    # Only the former id of the erased account stays, as the record that this database holds the erasure
+    # of the ledger (so that a restore of an older backup is erased again); it refers to no one here.
+    assert footprint(database, gone) == [f"applied_erasures.subject_user_id = {gone.user_id}"]
     assert readable_ciphertext(database, keys) == []
     # Every other household is as it was; the erased one's resident keeps their own account.
     assert footprint(database, other) == other_before
@@ -439,9 +444,11 @@ async def test_erasure_keeps_only_what_a_legal_duty_still_holds_and_says_until_w
     ]
     assert await revoke_queued(database, certs_dir) == [kept.gateway_serial]
     remaining = footprint(database, kept)
-    # Only the kept records' own keys remain; no account, site, reading, event or grant.
+    # Only the kept records' own keys remain, and the erasure's record of the former account id; no
+    # account, site, reading, event or grant.
     assert sorted(remaining) == sorted(
         [
+            f"applied_erasures.subject_user_id = {kept.user_id}",
             f"contracts.key_id = {contract_key}",
             f"subject_keys.key_id = {contract_key}",
             f"webshop_orders.key_id = {order_key}",

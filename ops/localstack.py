@@ -204,10 +204,12 @@ def render_broker_config(
     bind_address: str = "127.0.0.1",
     max_queued_messages: int = DEFAULT_MAX_QUEUED_MESSAGES,
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+    crl_file: Path | None = None,
 ) -> str:
-    """Fill in the broker configuration template of deploy/mosquitto."""
+    """Fill in the broker configuration template of deploy/mosquitto (the CRL: config_dir/crl.pem)."""
     return Template(MOSQUITTO_TEMPLATE.read_text()).substitute(
         config_dir=config_dir,
+        crl_file=crl_file or config_dir / "crl.pem",
         data_dir=str(data_dir).rstrip("/"),
         port=port,
         bind_address=bind_address,

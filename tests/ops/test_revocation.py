@@ -11,136 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import secrets
 import ssl
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 import pytest
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from gateway_sim.connection import GatewayConnection
 from gateway_sim.fleet import build_fleet
-from ops.certs import issue_gateway_certificate, issue_ingest_certificate
+from ops.certs import issue_ingest_certificate
 from ops.localstack import MosquittoBroker
 from ops.provision import provision
 from tests.fixtures.broker import MakeBroker
 from tests.fixtures.database import Database
 from tests.fixtures.ingest import IngestProcess
 from tests.fixtures.portal import running_portal
+from tests.mqtt_clients import as_gateway, connected_as, gateway_serials, refused, thuis
 from tests.support import wait_for
 from thuis.identity import MAX_INGEST_WORKERS, gateway_paths
 
 MEASURED_AT = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=1)
-
-
-@dataclass
-class Client:
-    """A paho client of the test, with what happened to it."""
-
-    paho: mqtt.Client
-    connacks: list[str] = field(default_factory=list)
-    disconnects: list[str] = field(default_factory=list)
-    received: list[tuple[str, bytes, bool]] = field(default_factory=list)
-    connected: threading.Event = field(default_factory=threading.Event)
-    gone: threading.Event = field(default_factory=threading.Event)
-
-
-@contextmanager
-def connected_as(
-    cert: Path,
-    key: Path,
-    client_id: str,
-    broker: MosquittoBroker,
-    certs_dir: Path,
-    *,
-    will_topic: str | None = None,
-    reconnect: bool = False,
-) -> Iterator[Client]:
-    """Connect with a certificate (persistent session, like a gateway); the client's record is yielded."""
-    paho = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
-    )
-    context = ssl.create_default_context(cafile=str(certs_dir / "ca.crt"))
-    context.load_cert_chain(cert, key)
-    paho.tls_set_context(context)
-    client = Client(paho)
-
-    def on_connect(_c: object, _u: object, _f: object, code: object, _p: object) -> None:
-        client.connacks.append(str(code))
-        client.connected.set()
-
-    def on_disconnect(_c: object, _u: object, _f: object, code: object, _p: object) -> None:
-        client.disconnects.append(str(code))
-        client.gone.set()
-        if not reconnect:
-            paho.disconnect()  # no automatic reconnect: each attempt is the test's own
-
-    def on_message(_c: object, _u: object, message: mqtt.MQTTMessage) -> None:
-        client.received.append((message.topic, message.payload, bool(message.retain)))
-
-    paho.on_connect = on_connect
-    paho.on_disconnect = on_disconnect
-    paho.on_message = on_message
-    if will_topic is not None:
-        paho.will_set(will_topic, b'{"schema":1,"state":"offline"}', qos=1)
-    properties = Properties(PacketTypes.CONNECT)
-    properties.SessionExpiryInterval = 3600
-    try:
-        paho.connect("localhost", broker.port, clean_start=False, properties=properties)
-    except (ssl.SSLError, ConnectionResetError) as err:
-        client.disconnects.append(f"refused at the handshake: {err}")
-        client.gone.set()
-        yield client
-        return
-    paho.loop_start()
-    try:
-        client.connected.wait(5)
-        yield client
-    finally:
-        paho.disconnect()
-        paho.loop_stop()
-
-
-def as_gateway(serial: str, broker: MosquittoBroker, certs_dir: Path, **options: object) -> Iterator[Client]:
-    paths = gateway_paths(certs_dir, serial)
-    return connected_as(paths.cert, paths.key, serial, broker, certs_dir, **options)  # type: ignore[arg-type]
-
-
-def refused(serial: str, broker: MosquittoBroker, certs_dir: Path) -> bool:
-    """Say whether a fresh connection with the gateway's certificate is refused."""
-    with as_gateway(serial, broker, certs_dir) as client:
-        client.gone.wait(3)
-        return not client.connacks or client.connacks == ["Not authorized"] or bool(client.disconnects)
-
-
-def thuis(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-    )
-
-
-def gateway_serials(count: int, certs_dir: Path) -> list[str]:
-    serials = [f"rev{secrets.token_hex(3)}-{i}" for i in range(count)]
-    for serial in serials:
-        issue_gateway_certificate(certs_dir, serial)
-    return serials
 
 
 def test_a_revoked_gateway_is_refused_and_loses_its_connection_while_others_stay(
@@ -149,7 +44,10 @@ def test_a_revoked_gateway_is_refused_and_loses_its_connection_while_others_stay
     broker = broker_factory()
     pid = broker.pid
     revoked, kept = gateway_serials(2, certs_dir)
-    with as_gateway(revoked, broker, certs_dir) as victim, as_gateway(kept, broker, certs_dir) as other:
+    with (
+        as_gateway(revoked, broker.port, certs_dir) as victim,
+        as_gateway(kept, broker.port, certs_dir) as other,
+    ):
         assert victim.connacks == other.connacks == ["Success"]
 
         result = thuis(
@@ -168,13 +66,13 @@ def test_a_revoked_gateway_is_refused_and_loses_its_connection_while_others_stay
 
         # The connection it held is ended (its session taken over by the revocation), not left open.
         assert victim.gone.wait(10), "the revoked gateway kept its connection"
-        assert refused(revoked, broker, certs_dir), "the revoked gateway connected again"
+        assert refused(revoked, broker.port, certs_dir), "the revoked gateway connected again"
         assert result.returncode == 0, result.stderr
         # The other gateway was not disturbed: still connected, and its publishes are accepted.
         assert not other.disconnects
         assert other.paho.publish(f"benext/{kept}/nodes/1", b"x", qos=1).wait_for_publish(5) is None
         assert broker.pid == pid, "the broker was restarted"
-    assert not refused(kept, broker, certs_dir)
+    assert not refused(kept, broker.port, certs_dir)
     assert "Reloading config" in broker.log_file.read_text()
 
 
@@ -217,7 +115,7 @@ async def test_an_erased_homes_gateway_is_refused_and_nothing_it_sends_is_stored
         for person in (anna, olga):
             assert (await portal.sign_in(person)).status_code == 200
         message = gateway.messages_at(MEASURED_AT)[0]
-        with as_gateway(gateway.serial, broker, certs_dir, will_topic=gateway.status_topic) as sender:
+        with as_gateway(gateway.serial, broker.port, certs_dir, will_topic=gateway.status_topic) as sender:
             assert sender.connacks == ["Success"]
             sender.paho.publish(message.topic, message.payload, qos=1).wait_for_publish(5)
 
@@ -252,7 +150,7 @@ async def test_an_erased_homes_gateway_is_refused_and_nothing_it_sends_is_stored
             )
             # The connection the gateway held is ended; its own next one is refused.
             assert sender.gone.wait(10), "the erased home's gateway kept its connection"
-        assert await asyncio.to_thread(refused, gateway.serial, broker, certs_dir)
+        assert await asyncio.to_thread(refused, gateway.serial, broker.port, certs_dir)
         assert worker.returncode == 0, worker.stderr
         await asyncio.sleep(1.0)  # anything that did get through would be stored by now
         footprint = portal.sql(
@@ -319,14 +217,14 @@ def test_a_retained_publish_is_refused_and_kept_nowhere(
 ):
     (serial,) = gateway_serials(1, certs_dir)
     topic = f"benext/{serial}/nodes/1"
-    with as_gateway(serial, broker, certs_dir) as sender:
+    with as_gateway(serial, broker.port, certs_dir) as sender:
         assert sender.connacks == ["Success"]
         sender.paho.publish(topic, b'{"kept": "forever?"}', qos=1, retain=True)
         assert sender.gone.wait(5), "the broker accepted a retained publish"
         assert sender.disconnects == ["Retain not supported"]
     # A subscriber that comes later (an ingest worker's identity, asking for retained messages) gets none.
     reader = issue_ingest_certificate(certs_dir, MAX_INGEST_WORKERS)
-    with connected_as(reader.cert, reader.key, "late-reader", broker, certs_dir) as late:
+    with connected_as(reader.cert, reader.key, "late-reader", broker.port, certs_dir) as late:
         assert late.connacks == ["Success"]
         late.paho.subscribe(f"benext/{serial}/#", qos=1)
         time.sleep(1.0)

@@ -341,4 +341,8 @@ def test_the_checker_sees_the_ca_key_in_the_reviewed_layout(compose: dict[str, A
         reviewed["services"][service]["volumes"] = ["certs:/certs:ro"]
     names = certificate_names(volumes.contents)
     for service in ("ingest", "sim"):
-        assert CA_NAME in private_key_owners(view(reviewed, service, volumes.contents), names)
+        owners = private_key_owners(view(reviewed, service, volumes.contents), names)
+        assert CA_NAME in owners
+        assert simulated_serials(compose) <= owners  # every gateway's key, which the ingest must not hold
+    # And the check of each service's keys would fail on it (issue 14, item 10b).
+    assert private_key_owners(view(reviewed, "ingest", volumes.contents), names) != {INGEST_IDENTITY}

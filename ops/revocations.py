@@ -127,16 +127,21 @@ def revoke_gateways(
     for serial in serials:
         if not issued.get(serial):
             log.warning("%s: the CA in %s issued it no certificate; nothing to revoke", serial, ca.directory)
-    certificates = [cert for found in issued.values() for cert in found]
+    to_revoke = [cert.serial_number for found in issued.values() for cert in found]
     probe_key = ec.generate_private_key(ec.SECP256R1())
-    probe = ca.sign_leaf(common_name=PROBE_IDENTITY, key=probe_key, validity=TAKEOVER_VALIDITY)
-    newly = ca.revoke([cert.serial_number for cert in certificates] + [probe.serial_number])
-    run.certificates = [serial for serial in newly if serial != probe.serial_number]
+    # Revoked in the same CRL: once the broker refuses it, the broker has loaded this CRL.
+    probe = (
+        ca.sign_leaf(common_name=PROBE_IDENTITY, key=probe_key, validity=TAKEOVER_VALIDITY)
+        if broker is not None
+        else None
+    )
+    newly = ca.revoke(to_revoke + ([probe.serial_number] if probe is not None else []))
+    run.certificates = [serial for serial in newly if probe is None or serial != probe.serial_number]
     crl = ca.crl()
     if publish_to is not None and crl is not None:
         publish_crl(crl, publish_to)
     log.info("revoked %d certificates of %s", len(run.certificates), ", ".join(serials))
-    if broker is None:
+    if broker is None or probe is None:
         return run
     run.broker_reloaded = _wait_until_refused(ca, broker, probe, probe_key)
     if not run.broker_reloaded:

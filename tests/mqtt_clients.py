@@ -8,6 +8,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -67,7 +68,13 @@ def connected_as(
     def on_message(_c: object, _u: object, message: mqtt.MQTTMessage) -> None:
         client.received.append((message.topic, message.payload, bool(message.retain)))
 
+    def on_connect_fail(_c: object, _u: object) -> None:
+        client.disconnects.append("the connection failed (a refused TLS handshake)")
+        client.gone.set()
+        paho.disconnect()
+
     paho.on_connect = on_connect
+    paho.on_connect_fail = on_connect_fail
     paho.on_disconnect = on_disconnect
     paho.on_message = on_message
     if will_topic is not None:
@@ -83,7 +90,9 @@ def connected_as(
         return
     paho.loop_start()
     try:
-        client.connected.wait(5)
+        deadline = time.monotonic() + 5
+        while not (client.connected.is_set() or client.gone.is_set()) and time.monotonic() < deadline:
+            time.sleep(0.01)
         yield client
     finally:
         paho.disconnect()

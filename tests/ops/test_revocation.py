@@ -38,6 +38,7 @@ from thuis.identity import MAX_INGEST_WORKERS, gateway_paths
 MEASURED_AT = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=1)
 
 
+@pytest.mark.slow
 def test_a_revoked_gateway_is_refused_and_loses_its_connection_while_others_stay(
     broker_factory: MakeBroker, certs_dir: Path
 ):

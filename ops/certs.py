@@ -150,6 +150,7 @@ class CertificateAuthority:
     def issued_to(self, common_name: str) -> list[x509.Certificate]:
         """Return every certificate issued to a CN: those in issued/, and one from before issued/ was kept."""
         found = {}
+        issuer = self.certificate().subject
         candidates = sorted(self.issued_dir.glob("*.pem")) if self.issued_dir.exists() else []
         # Certificates issued before issued/ was kept are found where they were written.
         candidates += [
@@ -161,7 +162,7 @@ class CertificateAuthority:
                 continue
             cert = x509.load_pem_x509_certificate(path.read_bytes())
             names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-            if names and names[0].value == common_name and cert.issuer == self.certificate().subject:
+            if names and names[0].value == common_name and cert.issuer == issuer:
                 found[cert.serial_number] = cert
         return [found[serial] for serial in sorted(found)]
 
@@ -177,7 +178,10 @@ class CertificateAuthority:
         if not self.crl_path.exists():
             return None
         crl = x509.load_pem_x509_crl(self.crl_path.read_bytes())
-        if not crl.is_signature_valid(self.certificate().public_key()):  # type: ignore[arg-type]
+        public_key = self.certificate().public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise CertificateError(f"{self.cert_path} does not hold an EC public key")
+        if not crl.is_signature_valid(public_key):
             raise CertificateError(f"{self.crl_path} is not signed by this CA; refusing to extend it")
         return crl
 

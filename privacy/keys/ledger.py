@@ -154,16 +154,21 @@ class ErasureLedger:
         return entries
 
 
+async def applied_entry_ids(conn: Connection) -> set[uuid.UUID]:
+    """Return the ids of the ledger's entries this database holds as done."""
+    return {row["entry_id"] for row in await conn.fetch(queries.SELECT_APPLIED_ERASURES)}
+
+
 async def require_erasures_applied(
     conn: Connection, ledger: ErasureLedger, *, in_flight_wait_s: float = IN_FLIGHT_WAIT_S
 ) -> None:
     """Refuse a database that lacks an erasure of the ledger, or holds one the ledger does not know."""
     entries = ledger.entries()
-    applied = {row["entry_id"] for row in await conn.fetch(queries.SELECT_APPLIED_ERASURES)}
+    applied = await applied_entry_ids(conn)
     missing = [entry for entry in entries if entry.entry_id not in applied]
     if missing:
         await asyncio.sleep(in_flight_wait_s)  # an erasure whose entry was just written may be committing
-        applied = {row["entry_id"] for row in await conn.fetch(queries.SELECT_APPLIED_ERASURES)}
+        applied = await applied_entry_ids(conn)
         missing = [entry for entry in missing if entry.entry_id not in applied]
     unknown = applied - {entry.entry_id for entry in entries}
     if missing:

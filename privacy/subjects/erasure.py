@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from privacy.keys.ledger import ErasureEntry, ErasureLedger
+from privacy.keys.ledger import ErasureEntry, ErasureLedger, applied_entry_ids
 from privacy.subjects import queries
 from thuis.catalogue import Catalogue, Category
 from thuis.db import Connection
@@ -132,7 +132,7 @@ async def reapply_erasures(conn: Connection, ledger: ErasureLedger) -> list[Reap
     Each in its own transaction, as the database owner. An account is erased again only if it is the one
     erased: same id and same creation time; a restored database may have given the id to someone else.
     """
-    applied = {row["entry_id"] for row in await conn.fetch(queries.SELECT_APPLIED_ENTRY_IDS)}
+    applied = await applied_entry_ids(conn)
     done = []
     for entry in ledger.entries():
         if entry.entry_id in applied:

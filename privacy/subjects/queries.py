@@ -129,7 +129,6 @@ ERASE = "SELECT table_name, rows_removed FROM erase_data_subject($1, $2, $3)"
 # The account's creation time identifies it in a restored copy (ids of a restored database are given again).
 SELECT_SUBJECT = "SELECT user_id, created_at FROM users WHERE user_id = $1"
 # The erasure ledger's entries this database holds as done (privacy/keys/ledger.py).
-SELECT_APPLIED_ENTRY_IDS = "SELECT entry_id FROM applied_erasures"
 INSERT_APPLIED_ERASURE = """
 INSERT INTO applied_erasures (entry_id, subject_user_id, subject_created_at, erased_at, applied_by)
 VALUES ($1, $2, $3, $4, $5)

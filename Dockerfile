@@ -4,6 +4,9 @@
 FROM python:3.11-slim
 
 RUN useradd --system --uid 10001 --home-dir /app thuis
+# Where the compose file's local SMTP server keeps what it receives: a volume there starts out as the
+# image's folder, owned by the user the server runs as.
+RUN mkdir -p /var/lib/thuis/mail && chown thuis /var/lib/thuis/mail
 WORKDIR /app
 
 # The dependencies first, in a layer of their own, so that a change to the code does not fetch them again.

@@ -11,8 +11,9 @@ from fastapi.responses import JSONResponse
 from starlette.middleware.base import RequestResponseEndpoint
 
 from api.deps import ConnDep
+from api.outbox import Outbox
 from api.problems import install_problem_handlers
-from api.routes import account, energy, privacy, research, sharing, sites, staff
+from api.routes import account, energy, invitations, privacy, research, sharing, sites, staff
 from api.settings import ApiSettings
 from api.web import pages
 from privacy.keys.crypto import KeyringFile
@@ -43,6 +44,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        """Open the pool and start the mail sender; stop the sender and close the pool at the end."""
         # A missing or broken keyring stops the start; the file is read again whenever it changes.
         app.state.keyring_file.get()
         # Every session of the portal works in UTC; time zones are applied per person.
@@ -52,12 +54,16 @@ def create_app(settings: ApiSettings) -> FastAPI:
             max_size=settings.api_pool_size,
         )
         app.state.pool = pool
+        outbox = Outbox(pool, app.state.keyring_file, settings)
+        app.state.outbox = outbox
+        outbox.start()
         try:
             # A database restored from a backup made before an erasure is not served until it is erased again.
             async with pool.acquire() as conn:
                 await require_erasures_applied(conn, app.state.erasure_ledger)
             yield
         finally:
+            await outbox.stop()
             await pool.close()
 
     app = FastAPI(
@@ -75,7 +81,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     # The data catalogue decides what completing a request keeps for a legal duty: read once, at build.
     app.state.catalogue = load_catalogue()
     install_problem_handlers(app)
-    for module in (account, sites, energy, sharing, staff, privacy, research):
+    for module in (account, sites, energy, sharing, invitations, staff, privacy, research):
         app.include_router(module.router)
     app.include_router(pages.router)
 

@@ -19,6 +19,7 @@ import asyncpg
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
+from api.outbox import Outbox
 from api.problems import Problem
 from api.security import (
     UNSAFE_METHODS,
@@ -31,6 +32,8 @@ from api.security import (
     token_hash,
 )
 from api.services.access import SiteAccess, owned_site, site_access
+from api.services.account_security import ChangeRequest
+from api.services.signin import client_ip
 from api.settings import ApiSettings
 from privacy.keys.crypto import Keyring, KeyringFile
 from privacy.keys.ledger import ErasureLedger
@@ -72,6 +75,12 @@ def keyring_of(request: Request) -> Keyring:
     return keyring_file.get()
 
 
+def outbox_of(request: Request) -> Outbox:
+    """Return the portal's mail sender (to wake once a message is committed)."""
+    outbox: Outbox = request.app.state.outbox
+    return outbox
+
+
 async def connection(request: Request) -> AsyncIterator[Connection]:
     """Lend the request a pooled connection, given back when the route function returns."""
     async with pool_of(request).acquire() as conn:
@@ -85,6 +94,7 @@ KeyringDep = Annotated[Keyring, Depends(keyring_of)]
 SettingsDep = Annotated[ApiSettings, Depends(settings_of)]
 CatalogueDep = Annotated[Catalogue, Depends(catalogue_of)]
 LedgerDep = Annotated[ErasureLedger, Depends(ledger_of)]
+OutboxDep = Annotated[Outbox, Depends(outbox_of)]
 
 
 async def optional_principal(
@@ -184,6 +194,24 @@ async def researcher_holding_no_connection(
 
 # A researcher, for a route that holds a connection of its own beyond the lookup (a streamed release).
 StreamingResearcher = Annotated[Principal, Depends(researcher_holding_no_connection)]
+
+
+async def change_request(
+    request: Request, principal: SignedIn, settings: SettingsDep, keyring: KeyringDep, outbox: OutboxDep
+) -> ChangeRequest:
+    """Return who asks for a security change of their account, from where, with what it needs."""
+    return ChangeRequest(
+        principal=principal,
+        settings=settings,
+        keyring=keyring,
+        outbox=outbox,
+        ip=client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+# A signed-in person asking for a security change (password, two factors, recovery codes, email).
+SecurityChange = Annotated[ChangeRequest, Depends(change_request)]
 
 
 async def visible_site(site_id: Id, principal: SignedIn, conn: ConnDep) -> SiteAccess:

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import psycopg
 
+from api.services.access import ALWAYS
 from api.services.energy import (
     DailyPoint,
     HourlyPoint,
@@ -168,11 +169,11 @@ async def chart(
 ) -> list[HourlyPoint] | list[DailyPoint]:
     """Run one of the four chart queries."""
     if name == "hourly":
-        return await hourly_series(conn, **week)
+        return await hourly_series(conn, **week, windows=ALWAYS)
     if name == "hourly_raw":
         return await hourly_series_raw(conn, **week)
     if name == "daily":
-        return await daily_series(conn, **year)
+        return await daily_series(conn, **year, windows=ALWAYS)
     return await daily_series_raw(conn, **year)
 
 

@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ops.accounts import account_exists, create_account, set_site_owner
 from ops.certs import init_certificates
-from ops.localstack import LocalStackError, MosquittoBroker, PostgresCluster
+from ops.localstack import LocalStackError, MailSink, MosquittoBroker, PostgresCluster
 from ops.migrate import migrate
 from ops.provision import provision
 from ops.roles import SERVICE_ROLES, set_role_password
@@ -66,6 +66,11 @@ class StackPaths:
         return self.secrets / "erasure-ledger.jsonl"
 
     @property
+    def mail(self) -> Path:
+        """Return the Maildir holding every message the portal sent (the local SMTP server's)."""
+        return self.root / "mail"
+
+    @property
     def logs(self) -> Path:
         """Return the log folder."""
         return self.root / "logs"
@@ -84,6 +89,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--pg-port", type=int, default=54329)
     up.add_argument("--mqtt-port", type=int, default=8883)
     up.add_argument("--api-port", type=int, default=8000, help="the portal's port (default: %(default)s)")
+    up.add_argument(
+        "--smtp-port", type=int, default=8025, help="the local SMTP server's port (default: %(default)s)"
+    )
     up.add_argument("--benext", type=int, default=3, help="simulated BeNext gateways (default: %(default)s)")
     up.add_argument("--maxem", type=int, default=3, help="simulated Maxem meters (default: %(default)s)")
     up.add_argument("--rate", type=float, default=6.0, help="simulated messages per second in all")
@@ -115,6 +123,8 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
         cluster.init()
     broker = MosquittoBroker(paths.root / "broker", paths.certs, args.mqtt_port)
     broker.configure()
+    # Mail the portal sends (confirmation links, security notices) is kept here, delivered nowhere.
+    mail = MailSink(paths.mail, args.smtp_port, log_file=paths.logs / "mail.log")
     children: list[subprocess.Popen[bytes]] = []
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -132,6 +142,7 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
         ingest_password = passwords["thuis_ingest"]
         broker.log_file = paths.logs / "mosquitto.log"
         broker.start()
+        mail.start()
         environment = _environment(paths, cluster, broker, ingest_password)
         children.append(_spawn(["ingest"], environment, paths.logs / "ingest.log"))
         revocations = [
@@ -150,6 +161,11 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
                 "THUIS_DATABASE_URL": url,
                 "THUIS_API_SECRET_KEY": _secret(paths, "api-secret-key", 32),
                 "THUIS_KEYRING_FILE": str(paths.secrets / "keyring.toml"),
+                "THUIS_PORTAL_URL": f"http://localhost:{args.api_port}",
+                "THUIS_SMTP_HOST": mail.host,
+                "THUIS_SMTP_PORT": str(mail.port),
+                "THUIS_SMTP_STARTTLS": "false",  # the local server, on this machine's loopback
+                "THUIS_SMTP_FROM": "Thuis <thuis@localhost>",
             }
             children.append(_spawn(command, environment | extra, paths.logs / log_name))
         with connect_sync(cluster.dsn(DATABASE)) as conn:
@@ -165,7 +181,7 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
         fleet = ["--benext", str(args.benext), "--maxem", str(args.maxem)]
         sim = ["sim", *fleet, "--rate", str(args.rate), "--certs", str(paths.certs)]
         children.append(_spawn(sim, environment, paths.logs / "sim.log"))
-        _say_where_to_look(paths, cluster, broker, args.api_port)
+        _say_where_to_look(paths, cluster, broker, args.api_port, mail)
         while not stop.wait(1.0):
             for child in children:
                 if child.poll() is not None:
@@ -174,6 +190,7 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
     finally:
         for child in reversed(children):
             _stop_child(child)
+        mail.stop()
         broker.stop()
         cluster.stop()
     return 0
@@ -276,7 +293,7 @@ EXAMPLE_QUERIES = (
 
 
 def _say_where_to_look(
-    paths: StackPaths, cluster: PostgresCluster, broker: MosquittoBroker, api_port: int
+    paths: StackPaths, cluster: PostgresCluster, broker: MosquittoBroker, api_port: int, mail: MailSink
 ) -> None:
     password_file = paths.secrets / "postgres-superuser"
     database_url = cluster.dsn(DATABASE).replace(cluster.superuser_password, f"$(cat {password_file})")
@@ -290,8 +307,10 @@ Thuis is running. Ctrl-C stops everything; the state stays in {paths.root}.
   portal    http://localhost:{api_port}/  (user {DEMO_OWNER}, password in {paths.secrets}/portal-demo-owner;
             API documentation at /api/docs)
   broker    mqtts://localhost:{broker.port} (TLS; client certificates from {paths.certs})
+  mail      every message the portal sends (links, notices) is kept in {paths.mail}/new/, one file
+            each (a Maildir; `mutt -f {paths.mail}` reads it); SMTP on localhost:{mail.port}
   logs      {paths.logs}/ingest.log, retention.log, rollup.log, api.log, sim.log, mosquitto.log,
-            postgresql.log
+            mail.log, postgresql.log
 """,
         flush=True,
     )

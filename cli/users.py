@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 
 from cli.settings import CommandError, database_url, keyring_path
-from ops.accounts import ROLES, AccountError, create_account, find_accounts_by_email, set_site_owner
+from ops.accounts import (
+    ROLES,
+    AccountError,
+    OwnerChange,
+    create_account,
+    find_accounts_by_email,
+    set_site_owner,
+)
 from privacy.keys.crypto import Keyring, KeyringError, KeyringFile
 from thuis.db import connection
 
@@ -25,7 +32,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--resident-of", metavar="OWNER", help="a resident's owner")
     add.add_argument("--company", help="an installer's company (created if new)")
     add.add_argument("--company-admin", action="store_true", help="the installer administers the company")
-    own = actions.add_parser("own", help="make an owner the owner of a site")
+    own = actions.add_parser(
+        "own",
+        help="make an owner the owner of a site from now on: the previous owner's period ends, and with it "
+        "every resident's grant and installer's assignment of the site",
+    )
     own.add_argument("site_id", type=int)
     own.add_argument("owner")
     find = actions.add_parser("find", help="find accounts by email address (by its keyed hash)")
@@ -58,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace, url: str, keyring: Keyring | None, password: str) -> int:
     async with connection(url, application_name="thuis-users") as conn:
         if args.users_action == "own":
-            await set_site_owner(conn, site_id=args.site_id, owner=args.owner)
+            change = await set_site_owner(conn, site_id=args.site_id, owner=args.owner)
+            print(_owner_change(change))  # noqa: T201
             return 0
         if keyring is None:
             raise KeyringError("no keyring")
@@ -88,3 +100,15 @@ async def _run(args: argparse.Namespace, url: str, keyring: Keyring | None, pass
 
 def _password() -> str:
     return getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+
+
+def _owner_change(change: OwnerChange) -> str:
+    """Say what giving a site to an owner did."""
+    since = "since the site's beginning" if change.since is None else f"from {change.since.isoformat()}"
+    said = f"site {change.site_id} is {change.owner}'s {since}"
+    if change.previous_owner is not None:
+        said += (
+            f"; {change.previous_owner}'s period ended, with {change.grants_ended} resident grant(s) and "
+            f"{change.assignments_ended} installer assignment(s)"
+        )
+    return said

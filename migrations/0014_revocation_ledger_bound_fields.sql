@@ -2,9 +2,11 @@
 -- backups.
 
 -- Sealed fields are bound to their row's key (privacy/keys/crypto.py, format 2), so a new row's key is taken
--- from its identity sequence before the row is sealed and inserted. The portal inserts accounts, contracts
--- and data-subject requests.
-GRANT USAGE ON SEQUENCE users_user_id_seq, contracts_contract_id_seq, subject_requests_request_id_seq
+-- from its identity sequence before the row is sealed and inserted. The portal inserts accounts, contracts,
+-- data-subject requests and mail (mail_outbox, migration 0012; a requested address in email_changes is
+-- bound to its account's id, the table's key).
+GRANT USAGE ON SEQUENCE users_user_id_seq, contracts_contract_id_seq, subject_requests_request_id_seq,
+    mail_outbox_message_id_seq
     TO thuis_api;
 
 -- Revocation. A gateway whose home is erased (its row deleted) or that is decommissioned must no longer
@@ -62,3 +64,4 @@ CREATE TABLE applied_erasures (
 GRANT SELECT ON applied_erasures
     TO thuis_ingest, thuis_retention, thuis_rollup, thuis_api, thuis_export, thuis_certs;
 GRANT INSERT ON applied_erasures TO thuis_api;
+

@@ -164,13 +164,45 @@ async def account_exists(conn: Connection, *, username: str) -> bool:
     return bool(await conn.fetchval(queries.SELECT_ACCOUNT_EXISTS, username.strip().lower()))
 
 
-async def set_site_owner(conn: Connection, *, site_id: int, owner: str) -> None:
-    """Make an owner's account the owner of a site."""
-    row = await conn.fetchrow(queries.SET_SITE_OWNER, owner.lower(), site_id)
-    if row is None:
-        raise AccountError(f"there is no site {site_id}")
-    if row["owner_user_id"] is None:
-        raise AccountError(f"there is no owner {owner!r}")
+@dataclass(frozen=True)
+class OwnerChange:
+    """A site given to an owner: from when, whose period it ended, and the grants and assignments it ended."""
+
+    site_id: int
+    owner: str
+    since: dt.datetime | None  # None: since the site's beginning (its first owner)
+    previous_owner: str | None
+    grants_ended: int
+    assignments_ended: int
+
+
+async def set_site_owner(conn: Connection, *, site_id: int, owner: str) -> OwnerChange:
+    """Make an owner's account the owner of a site, from now on; refuse an unknown site or owner.
+
+    A home's data belongs to whoever owned it when it was measured: the database closes the previous owner's
+    period and opens the new one's, and ends every resident's grant and installer's assignment of the site,
+    in this transaction (migration 0011). Giving a site to its owner changes nothing.
+    """
+    username = owner.strip().lower()
+    async with conn.transaction():
+        site = await conn.fetchrow(queries.SELECT_SITE_FOR_NEW_OWNER, site_id)
+        if site is None:
+            raise AccountError(f"there is no site {site_id}")
+        new_owner = await conn.fetchval(queries.SELECT_OPEN_OWNER, username)
+        if new_owner is None:
+            raise AccountError(f"there is no owner {owner!r}")
+        changed = site["owner_user_id"] != new_owner
+        if changed:
+            await conn.execute(queries.SET_SITE_OWNER, site_id, new_owner)
+        since = await conn.fetchval(queries.SELECT_CURRENT_PERIOD_START, site_id)
+    return OwnerChange(
+        site_id=site_id,
+        owner=username,
+        since=since,
+        previous_owner=site["owner"] if changed else None,
+        grants_ended=site["grants"] if changed else 0,
+        assignments_ended=site["assignments"] if changed else 0,
+    )
 
 
 async def find_accounts_by_email(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import mailbox
 import os
 import pwd
 import secrets
@@ -11,6 +12,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -349,5 +351,69 @@ class MosquittoBroker:
                 return True
         except ssl.SSLError:
             return True
+        except OSError:
+            return False
+
+
+@dataclass
+class MailSink:
+    """A local SMTP server (aiosmtpd, a child process) keeping every message it accepts in a Maildir.
+
+    For the local stack and the tests: it accepts mail for any address and delivers none; read what it
+    received with the standard library's `mailbox.Maildir` (or any mail program that reads a Maildir).
+    """
+
+    maildir: Path
+    port: int
+    host: str = "127.0.0.1"
+    log_file: Path | None = None
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Start the server (on the same port as before, after a stop) and wait until it greets."""
+        if self._process is not None and self._process.poll() is None:
+            return
+        self.maildir.parent.mkdir(parents=True, exist_ok=True)
+        mailbox.Maildir(self.maildir, create=True)  # with its cur/, new/ and tmp/, readable at once
+        with self.log_file.open("ab") if self.log_file else open(os.devnull, "wb") as log:  # noqa: PTH123
+            self._process = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "aiosmtpd", "-n", "-l", f"{self.host}:{self.port}"),
+                    *("-c", "aiosmtpd.handlers.Mailbox", str(self.maildir)),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise LocalStackError(f"the SMTP server exited with {self._process.returncode}")
+            if self._greets():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise LocalStackError(f"the SMTP server did not listen on port {self.port} within {timeout_s} s")
+
+    def stop(self) -> None:
+        """Stop the server: from now on a connection to its port is refused."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    @property
+    def running(self) -> bool:
+        """Say whether the server runs."""
+        return self._process is not None and self._process.poll() is None
+
+    def _greets(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
+                return sock.recv(64).startswith(b"220")
         except OSError:
             return False

@@ -26,10 +26,22 @@ SELECT_ACCOUNT_EXISTS = "SELECT EXISTS (SELECT 1 FROM users WHERE username = $1)
 SELECT_ACCOUNTS_BY_EMAIL_HASH = """
 SELECT user_id, username, role FROM users WHERE email_hash = $1 AND closed_at IS NULL ORDER BY user_id
 """
-SET_SITE_OWNER = """
-UPDATE sites SET owner_user_id = (SELECT user_id FROM users WHERE username = $1 AND role = 'owner')
-WHERE site_id = $2
-RETURNING owner_user_id
+# A change of owner (`thuis users own`): the site locked, the new owner an open owner's account. The database
+# ends the old owner's period, opens the new one's and ends every grant and assignment of the site in the
+# same transaction (migration 0011), whoever changes the owner.
+SELECT_SITE_FOR_NEW_OWNER = """
+SELECT s.site_id, s.owner_user_id, u.username AS owner,
+       (SELECT count(*) FROM resident_grants g WHERE g.site_id = s.site_id AND g.ended_at IS NULL) AS grants,
+       (SELECT count(*) FROM installer_assignments a WHERE a.site_id = s.site_id AND a.ended_at > now())
+           AS assignments
+FROM sites s LEFT JOIN users u ON u.user_id = s.owner_user_id
+WHERE s.site_id = $1
+FOR UPDATE OF s
+"""
+SELECT_OPEN_OWNER = "SELECT user_id FROM users WHERE username = $1 AND role = 'owner' AND closed_at IS NULL"
+SET_SITE_OWNER = "UPDATE sites SET owner_user_id = $2 WHERE site_id = $1"
+SELECT_CURRENT_PERIOD_START = """
+SELECT started_at FROM site_ownership_periods WHERE site_id = $1 AND ended_at IS NULL
 """
 
 # The revocation worker (ops/revocations.py, asyncpg, as thuis_certs): the gateways erasure or

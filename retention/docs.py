@@ -23,12 +23,17 @@ NOTES = """\
 - **Consent** lapses with its record: after 2 years the portal asks again rather than rely on old proof.
 - **Audit records** are kept 2 years: no law sets a period; it is long enough to answer an owner who asks
   who read their data over the past year and to investigate a breach found late, and no longer than the
-  consent records they sit beside.
+  consent records they sit beside. They are evidence, so they are kept whole for that period: no role may
+  change or delete one (a trigger refuses it even to the schema owner), and retention's function refuses to
+  drop a day younger than 2 years, whatever clock the worker was given (migration 0013).
 - **Erasure** at a person's request (`docs/data-subject-rights.md`) removes every category above that
   holds their data, except what a legal duty still holds: billing records until 7 years after the contract
   ended, webshop orders until 7 years after the order. The refusal names the duty and the date; retention
   removes them then. Energy readings have a 10-year minimum in the regulation as a promise to the customer,
-  not a duty towards anyone else, so a person who asks for erasure loses them too.
+  not a duty towards anyone else, so a person who asks for erasure loses them too. The audit records and
+  data-subject requests about the person stay for their period, pseudonymised: their id (and their homes')
+  replaced by one random pseudonym kept nowhere else, details that could name them dropped, so that who read
+  or acted on their data, and when, remains on record without them.
 - **Personal fields** (names, addresses, email, phone, bank account, TOTP secrets) are stored encrypted with
   a data key per person (`docs/encryption.md`); destroying the key makes every copy unreadable."""
 

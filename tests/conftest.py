@@ -1,4 +1,7 @@
-"""The tests' fixtures, each a plugin of tests/fixtures/: scratch, database, broker, ingest, portal, web."""
+"""The tests' fixtures, each a plugin of tests/fixtures/.
+
+Scratch, database, broker, ingest, portal, mail (a real SMTP server) and web (Chromium).
+"""
 
 pytest_plugins = (
     "tests.fixtures.workspace",
@@ -7,6 +10,7 @@ pytest_plugins = (
     "tests.fixtures.publisher",
     "tests.fixtures.ingest",
     "tests.fixtures.portal",
+    "tests.fixtures.mail",
     "tests.fixtures.web",
     "tests.fixtures.cleanup",
 )

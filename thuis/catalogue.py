@@ -22,11 +22,13 @@ MEASURED_FROM = {
     "end_of_access": "the end of the access",
     "request_closed": "the closing of the request",
 }
-# What erasure at a data subject's request does with a category: erase it, or keep it while a legal duty
-# still holds it (until its retention period runs out; the refusal names the duty and the date).
+# What erasure at a data subject's request does with a category: erase it, keep it while a legal duty
+# still holds it (until its retention period runs out; the refusal names the duty and the date), or keep it
+# for its period with the person's id replaced by a pseudonym (the record of who did what: accountability).
 ON_ERASURE = {
     "erase": "erased",
     "keep_for_legal_duty": "kept while the legal duty holds it",
+    "pseudonymise": "kept for its period, the person's id replaced by a pseudonym",
 }
 _DURATION = re.compile(r"(?P<count>0|[1-9]\d*) (?P<unit>day|month|year)s?")
 _FIELDS = {
@@ -214,6 +216,8 @@ def _category(raw: dict[str, Any], index: int, problems: list[str]) -> Category 
         problems.append(f"{where}: on_erasure must be one of {', '.join(ON_ERASURE)}")
     if category.on_erasure == "keep_for_legal_duty" and (minimum is None or keep is None):
         problems.append(f"{where}: kept for a legal duty on erasure, but names no legal minimum and period")
+    if category.on_erasure == "pseudonymise" and keep is None:
+        problems.append(f"{where}: kept pseudonymised after erasure, but for no limited period")
     if not category.tables:
         problems.append(f"{where}: names no table")
     if keep is not None and category.time_column is None:

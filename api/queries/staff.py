@@ -20,7 +20,8 @@ LIMIT $3
 
 SELECT_AUDIT_TRAIL = """
 SELECT r.occurred_at, r.actor_user_id, r.actor_role, u.username AS actor, r.action, r.subject_user_id,
-       r.site_id, r.resource, r.assignment_id
+       r.site_id, r.resource, r.assignment_id, r.detail, r.actor_pseudonym::text AS actor_pseudonym,
+       r.subject_pseudonym::text AS subject_pseudonym
 FROM audit_records r LEFT JOIN users u ON u.user_id = r.actor_user_id
 WHERE ($1::timestamptz IS NULL OR r.occurred_at < $1)
 ORDER BY r.occurred_at DESC

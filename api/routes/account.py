@@ -1,24 +1,27 @@
-"""Signing in and out, and the signed-in person's own account: preferences, sessions, password, TOTP."""
+"""Signing in and out, and the signed-in person's own account: preferences, sessions, security changes."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from api.deps import ConnDep, KeyringDep, PoolDep, SettingsDep, SignedIn
+from api.deps import ConnDep, KeyringDep, OutboxDep, PoolDep, SecurityChange, SettingsDep, SignedIn
 from api.problems import PROBLEM_RESPONSES, not_found
 from api.schemas.accounts import (
     Account,
     EmailChange,
+    EmailConfirmation,
     PasswordChange,
     Preferences,
     RecoveryCodes,
+    SecurityProof,
     SessionInfo,
     SignInRequest,
     SignInResponse,
     TotpConfirm,
     TotpSetup,
 )
-from api.services import accounts
+from api.services import account_security, accounts
+from api.services.account_security import Proof
 from api.services.signin import client_ip, sign_in
 
 router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES)
@@ -56,11 +59,42 @@ async def account(principal: SignedIn, conn: ConnDep, keyring: KeyringDep) -> Ac
     return await accounts.account(conn, keyring, user_id=principal.user_id)
 
 
-@router.put("/account/email", tags=["account"], summary="Set or correct the email address")
-async def set_email(principal: SignedIn, body: EmailChange, conn: ConnDep, keyring: KeyringDep) -> Account:
-    """Set the account's email address (stored encrypted; found by its keyed hash), or remove it."""
-    await accounts.set_email(conn, keyring, user_id=principal.user_id, email=body.email)
-    return await accounts.account(conn, keyring, user_id=principal.user_id)
+@router.put(
+    "/account/email",
+    tags=["account"],
+    status_code=202,
+    summary="Ask for a new email address (in force once confirmed), or remove it",
+)
+async def change_email(
+    change: SecurityChange, body: EmailChange, conn: ConnDep, response: Response
+) -> Account:
+    """Ask for a new address: a link goes to it, and it takes effect once the link is followed (202).
+
+    Until then the present address stays in force, and it is told of the request. `null` removes the
+    address at once (200). Needs the current password and, with two factors on, `totp_code`; every other
+    session of the account ends.
+    """
+    await account_security.change_email(conn, change, _proof(body), email=body.email)
+    if body.email is None:
+        response.status_code = 200
+    return await accounts.account(conn, change.keyring, user_id=change.principal.user_id)
+
+
+@router.post(
+    "/account/email/confirm",
+    tags=["account"],
+    status_code=204,
+    summary="Confirm a new email address with the token of the link sent to it",
+)
+async def confirm_email(
+    body: EmailConfirmation, conn: ConnDep, keyring: KeyringDep, outbox: OutboxDep
+) -> Response:
+    """Put the address the token was sent to in force; no sign-in needed, the token proves the mailbox.
+
+    A token works once, until it expires, and only while no newer request replaced it.
+    """
+    await account_security.confirm_email(conn, keyring, outbox, token=body.token)
+    return Response(status_code=204)
 
 
 @router.put("/account/preferences", tags=["account"], summary="Set language and time zone")
@@ -98,38 +132,56 @@ async def end_all_sessions(principal: SignedIn, conn: ConnDep) -> Response:
 
 
 @router.post("/account/password", tags=["account"], status_code=204, summary="Change the password")
-async def change_password(principal: SignedIn, body: PasswordChange, conn: ConnDep) -> Response:
-    """Change the password; every other session ends."""
-    await accounts.change_password(
-        conn, principal=principal, current=body.current_password, new=body.new_password
-    )
+async def change_password(change: SecurityChange, body: PasswordChange, conn: ConnDep) -> Response:
+    """Change the password, with the current one and, with two factors on, `totp_code`.
+
+    Every other session ends and the account's address is told.
+    """
+    await account_security.change_password(conn, change, _proof(body), new=body.new_password)
     return Response(status_code=204)
 
 
 @router.post("/account/totp", tags=["account"], summary="Start setting up two-factor authentication")
-async def start_totp(principal: SignedIn, conn: ConnDep, keyring: KeyringDep) -> TotpSetup:
-    """Return a new TOTP secret; it is in force once confirmed with POST /account/totp/confirm."""
-    return await accounts.start_totp(conn, keyring, principal=principal)
+async def start_totp(change: SecurityChange, body: SecurityProof, conn: ConnDep) -> TotpSetup:
+    """Return a new TOTP secret (with the current password); in force once confirmed.
+
+    Confirm it with POST /account/totp/confirm and the app's first code.
+    """
+    return await account_security.start_totp(conn, change, _proof(body))
 
 
 @router.post("/account/totp/confirm", tags=["account"], summary="Confirm two-factor authentication")
-async def confirm_totp(
-    principal: SignedIn, body: TotpConfirm, conn: ConnDep, keyring: KeyringDep
-) -> RecoveryCodes:
-    """Turn two-factor authentication on with a first code; return recovery codes, shown only this once."""
-    return await accounts.confirm_totp(conn, keyring, user_id=principal.user_id, code=body.totp_code)
+async def confirm_totp(change: SecurityChange, body: TotpConfirm, conn: ConnDep) -> RecoveryCodes:
+    """Turn two-factor authentication on with the new app's first code and the current password.
+
+    Return recovery codes, shown only this once. Every other session ends and the account's address is told.
+    """
+    return await account_security.confirm_totp(
+        conn, change, password=body.current_password, code=body.totp_code
+    )
 
 
-@router.delete(
-    "/account/totp", tags=["account"], status_code=204, summary="Turn two-factor authentication off"
+@router.post(
+    "/account/totp/disable", tags=["account"], status_code=204, summary="Turn two-factor authentication off"
 )
-async def disable_totp(principal: SignedIn, conn: ConnDep) -> Response:
-    """Turn two-factor authentication off, where the role allows it."""
-    await accounts.disable_totp(conn, principal=principal)
+async def disable_totp(change: SecurityChange, body: SecurityProof, conn: ConnDep) -> Response:
+    """Turn two-factor authentication off, where the role allows it, with the password and a current code.
+
+    Every other session ends and the account's address is told.
+    """
+    await account_security.disable_totp(conn, change, _proof(body))
     return Response(status_code=204)
 
 
 @router.post("/account/recovery-codes", tags=["account"], summary="New recovery codes")
-async def renew_recovery_codes(principal: SignedIn, conn: ConnDep) -> RecoveryCodes:
-    """Replace the recovery codes with new ones, shown only this once."""
-    return await accounts.renew_recovery_codes(conn, user_id=principal.user_id)
+async def renew_recovery_codes(change: SecurityChange, body: SecurityProof, conn: ConnDep) -> RecoveryCodes:
+    """Replace the recovery codes (with the password and a current code), shown only this once.
+
+    Every other session ends and the account's address is told.
+    """
+    return await account_security.renew_recovery_codes(conn, change, _proof(body))
+
+
+def _proof(body: SecurityProof) -> Proof:
+    """Return the proof a security change's body carries."""
+    return Proof(body.current_password, body.totp_code)

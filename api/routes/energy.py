@@ -70,7 +70,9 @@ async def hourly(
         raise Problem(422, "query parameter start: must be before end")
     if end - start > MAX_HOURLY:
         raise Problem(422, "query parameter start: at most 31 days of hours at a time")
-    points = await energy.hourly_series(conn, site_id=site.site_id, start=start, end=end)
+    points = await energy.hourly_series(
+        conn, site_id=site.site_id, start=start, end=end, windows=site.windows
+    )
     await record_read(conn, principal=principal, access=site, resource="energy")
     return [_point(p.hour, p) for p in points]
 
@@ -82,7 +84,9 @@ async def daily(
     """Return per day in [start, end) of the user's time zone and per device kind and metric the energy."""
     _days(start, end)
     zone = await user_time_zone(conn, principal=principal, access=site)
-    points = await energy.daily_series(conn, site_id=site.site_id, start=start, end=end, time_zone=zone)
+    points = await energy.daily_series(
+        conn, site_id=site.site_id, start=start, end=end, time_zone=zone, windows=site.windows
+    )
     await record_read(conn, principal=principal, access=site, resource="energy")
     return [_point(p.day, p) for p in points]
 
@@ -101,7 +105,13 @@ async def summary(
     _days(start, end)
     zone = await user_time_zone(conn, principal=principal, access=site)
     periods = await energy.energy_summary(
-        conn, site_id=site.site_id, start=start, end=end, time_zone=zone, resolution=resolution
+        conn,
+        site_id=site.site_id,
+        start=start,
+        end=end,
+        time_zone=zone,
+        resolution=resolution,
+        windows=site.windows,
     )
     await record_read(conn, principal=principal, access=site, resource="energy")
     return [EnergyPeriod.model_validate(period, from_attributes=True) for period in periods]

@@ -21,7 +21,14 @@ from api.deps import (
 )
 from api.problems import PROBLEM_RESPONSES, Problem
 from api.schemas.common import EMAIL_PATTERN
-from api.schemas.privacy import RequestFiling, StatusChange, SubjectAccount, SubjectRequest
+from api.schemas.privacy import (
+    Decision,
+    Proposal,
+    RequestFiling,
+    StatusChange,
+    SubjectAccount,
+    SubjectRequest,
+)
 from api.schemas.research import SpentOnHome
 from api.services import privacy, research
 
@@ -40,7 +47,7 @@ async def file_request(
     the privacy officer's queue. A resident asks the owner who manages the gateway to file for them.
     """
     filed = await privacy.file(conn, keyring, principal=principal, filing=body)
-    return privacy.body_of(filed, now=dt.datetime.now(dt.UTC))
+    return privacy.body_of(filed, now=dt.datetime.now(dt.UTC), viewer=principal)
 
 
 @router.get("/requests", summary="Data-subject requests: my own, or all (privacy officer)")
@@ -62,7 +69,7 @@ async def list_requests(
         conn, keyring, principal=principal, status=status, due_before=due_before, limit=limit
     )
     now = dt.datetime.now(dt.UTC)
-    return [privacy.body_of(item, now=now) for item in found]
+    return [privacy.body_of(item, now=now, viewer=principal) for item in found]
 
 
 @router.get("/requests/{request_id}", summary="A data-subject request, with its trail")
@@ -71,7 +78,7 @@ async def get_request(
 ) -> SubjectRequest:
     """Return a request you are the subject of or filed; the privacy officer sees every one."""
     found = await privacy.request(conn, keyring, principal=principal, request_id=request_id)
-    return privacy.body_of(found, now=dt.datetime.now(dt.UTC))
+    return privacy.body_of(found, now=dt.datetime.now(dt.UTC), viewer=principal)
 
 
 @router.post("/requests/{request_id}/status", summary="Move a request on (privacy officer)")
@@ -82,29 +89,75 @@ async def change_status(
     conn: ConnDep,
     keyring: KeyringDep,
     catalogue: CatalogueDep,
-    ledger: LedgerDep,
 ) -> SubjectRequest:
     """Set `in_progress`, `completed` or `refused` (with a note saying why).
 
-    Completing a request carries it out (a rectification is applied, an erasure done); every change is
-    added to the request's trail.
+    Completing a request carries it out (a rectification is applied, consent recorded); every change is
+    added to the request's trail and recorded in the audit trail. An erasure is not completed here: one
+    privacy officer proposes it (`…/proposal`) and a second approves it (`…/approval`), 409 otherwise.
     """
     changed = await privacy.change_status(
+        conn,
+        keyring,
+        catalogue,
+        principal=principal,
+        request_id=request_id,
+        status=body.status,
+        note=body.note,
+    )
+    return privacy.body_of(changed, now=dt.datetime.now(dt.UTC), viewer=principal)
+
+
+@router.post("/requests/{request_id}/proposal", summary="Propose carrying out an erasure (privacy officer)")
+async def propose(
+    principal: PrivacyOfficer, request_id: Id, body: Proposal, conn: ConnDep, keyring: KeyringDep
+) -> SubjectRequest:
+    """Propose completing an erasure request; it is carried out when a second privacy officer approves it.
+
+    A received request is started by it. 409 when it is not an erasure, is closed, or has a proposal
+    already; 403 on a request about yourself. The proposal, with who and when, is in the request and in the
+    audit trail.
+    """
+    proposed = await privacy.propose(
+        conn, keyring, principal=principal, request_id=request_id, note=body.note
+    )
+    return privacy.body_of(proposed, now=dt.datetime.now(dt.UTC), viewer=principal)
+
+
+@router.post(
+    "/requests/{request_id}/approval", summary="Approve or reject a proposed erasure (privacy officer)"
+)
+async def decide(
+    principal: PrivacyOfficer,
+    request_id: Id,
+    body: Decision,
+    conn: ConnDep,
+    keyring: KeyringDep,
+    catalogue: CatalogueDep,
+    ledger: LedgerDep,
+) -> SubjectRequest:
+    """Approve a proposed erasure, which carries it out and completes the request, or reject the proposal.
+
+    The approver is a second privacy officer: 403 for the one who proposed it and the one who filed it.
+    Rejecting needs a note and takes the proposal back (the proposer may so withdraw it); any officer may
+    then propose it again. 409 when nothing is proposed or the request is closed.
+    """
+    decided = await privacy.decide(
         conn,
         keyring,
         catalogue,
         ledger,
         principal=principal,
         request_id=request_id,
-        status=body.status,
+        approve=body.decision == "approve",
         note=body.note,
     )
-    return privacy.body_of(changed, now=dt.datetime.now(dt.UTC))
+    return privacy.body_of(decided, now=dt.datetime.now(dt.UTC), viewer=principal)
 
 
 @router.get(
     "/requests/{request_id}/download",
-    summary="The access export: a ZIP of everything held (subject, who filed it, privacy officer)",
+    summary="The access export: a ZIP of everything held about you (the subject only)",
     response_class=StreamingResponse,
     responses={200: {"content": {"application/zip": {}}, "description": "the ZIP, streamed"}},
 )
@@ -118,9 +171,9 @@ async def download(
 ) -> StreamingResponse:
     """Stream the ZIP of a completed access request (JSON and CSV per category, recipients, manifest).
 
-    It is made from the data as it is at the moment of download; the subject, the owner who filed it and
-    the privacy officer may download it for 30 days after the request was completed. A download by anyone
-    but the subject is recorded in the audit trail.
+    It is made from the data as it is at the moment of download; only the subject may download it, for 30
+    days after the request was completed (409 before). The owner who filed it for a resident and the
+    privacy officer see the request and its trail, never its content: 403.
     """
     found = await privacy.downloadable_export(conn, keyring, principal=principal, request_id=request_id)
     filename = f"thuis-access-{found.subject_username}-{request_id}.zip"
@@ -136,7 +189,7 @@ async def queue(principal: PrivacyOfficer, conn: ConnDep, keyring: KeyringDep) -
     """Return every open request by due date, with the days left and whether it is overdue."""
     found = await privacy.open_queue(conn, keyring, principal=principal)
     now = dt.datetime.now(dt.UTC)
-    return [privacy.body_of(item, now=now) for item in found]
+    return [privacy.body_of(item, now=now, viewer=principal) for item in found]
 
 
 @router.get("/subjects", summary="Find an account by email address (privacy officer)")

@@ -17,24 +17,28 @@ from api.schemas.sharing import (
     AssignmentRequest,
     ResidentGrant,
     ResidentGrantRequest,
+    ResidentInvited,
 )
 from api.services import sharing
 
 router = APIRouter(prefix="/api/v1/sites/{site_id}", responses=PROBLEM_RESPONSES, tags=["sharing"])
 
 
-@router.get("/residents", summary="Residents who may read the site (owner)")
+@router.get("/residents", summary="Residents invited to read the site (owner)")
 async def list_residents(site: OwnedSite, conn: ConnDep, include_ended: bool = False) -> list[ResidentGrant]:
-    """Return the residents the owner let read the site (with `include_ended`, also those taken back)."""
-    return await sharing.resident_grants(conn, site_id=site.site_id, include_ended=include_ended)
+    """Return the residents the owner invited: `invited`, then `accepted` (`include_ended`: also ended)."""
+    return await sharing.resident_grants(conn, access=site, include_ended=include_ended)
 
 
-@router.post("/residents", status_code=201, summary="Let a resident read the site (owner)")
-async def grant_resident(
+@router.post("/residents", status_code=202, summary="Invite a resident to read the site (owner)")
+async def invite_resident(
     site: OwnedSite, principal: SignedIn, body: ResidentGrantRequest, conn: ConnDep
-) -> ResidentGrant:
-    """Let a resident's account read the site, read-only."""
-    return await sharing.grant_resident(
+) -> ResidentInvited:
+    """Invite a resident's account to read the site, read-only, from the moment they accept.
+
+    The answer is the same whether or not the username is a resident's account.
+    """
+    return await sharing.invite_resident(
         conn, site_id=site.site_id, owner_user_id=principal.user_id, username=body.username
     )
 
@@ -49,7 +53,7 @@ async def end_resident_grant(site: OwnedSite, grant_id: Id, conn: ConnDep) -> Re
 @router.get("/assignments", summary="Installers assigned to the site (owner)")
 async def list_assignments(site: OwnedSite, conn: ConnDep, include_ended: bool = False) -> list[Assignment]:
     """Return the installers assigned to the site now (with `include_ended`, also past assignments)."""
-    return await sharing.assignments(conn, site_id=site.site_id, include_ended=include_ended)
+    return await sharing.assignments(conn, access=site, include_ended=include_ended)
 
 
 @router.post("/assignments", status_code=201, summary="Assign an installer to the site (owner)")
@@ -86,7 +90,7 @@ async def access_log(
     """Return every read of the site's personal data by someone other than the owner, newest first."""
     before = decode_cursor(cursor, fields={"occurred_at": dt.datetime})
     items, more = await sharing.access_log(
-        conn, site_id=site.site_id, before=before["occurred_at"] if before else None, limit=limit
+        conn, access=site, before=before["occurred_at"] if before else None, limit=limit
     )
     return Page[AccessRecord](
         items=items, next_cursor=encode_cursor(occurred_at=items[-1].occurred_at) if more else None

@@ -47,7 +47,11 @@ async def audit_trail(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
 ) -> Page[AuditRecord]:
-    """Return every recorded read of personal data, newest first; for the privacy officer."""
+    """Return every recorded read of personal data and action on a request, newest first (privacy officer).
+
+    Records about or by an erased person carry a pseudonym in place of their id; none is ever changed or
+    deleted before its 2 years have passed.
+    """
     before = decode_cursor(cursor, fields={"occurred_at": dt.datetime})
     items, more = await staff.audit_trail(conn, before=before["occurred_at"] if before else None, limit=limit)
     return Page[AuditRecord](

@@ -40,16 +40,35 @@ class Account(BaseModel):
     role: Role
     company_name: str | None
     company_admin: bool
+    # A new address asked for, in force once the link sent to it is followed (until the moment given).
+    pending_email: str | None
+    pending_email_expires_at: dt.datetime | None
     totp_enabled: bool
     recovery_codes_left: int
     language: Literal["nl", "en"]
     time_zone: str
 
 
-class EmailChange(Strict):
-    """A new email address for the account, or null to remove it."""
+class SecurityProof(Strict):
+    """What every security change carries: the current password, and a current code when two factors are on.
+
+    `totp_code` is a code of the authenticator app in use (or one of the recovery codes).
+    """
+
+    current_password: str = Field(min_length=1, max_length=256)
+    totp_code: str | None = Field(default=None, max_length=32)
+
+
+class EmailChange(SecurityProof):
+    """A new email address (it takes effect once the link sent to it is followed), or null to remove it."""
 
     email: Annotated[str, StringConstraints(max_length=254, pattern=EMAIL_PATTERN)] | None
+
+
+class EmailConfirmation(Strict):
+    """The token of the link sent to a new address."""
+
+    token: str = Field(min_length=1, max_length=128)
 
 
 class Preferences(Strict):
@@ -74,10 +93,9 @@ class SessionInfo(BaseModel):
     current: bool
 
 
-class PasswordChange(Strict):
-    """A new password, with the current one."""
+class PasswordChange(SecurityProof):
+    """A new password, with the current one (and a current code when two factors are on)."""
 
-    current_password: str = Field(min_length=1, max_length=256)
     new_password: str = Field(min_length=1, max_length=256)
 
 
@@ -89,8 +107,9 @@ class TotpSetup(BaseModel):
 
 
 class TotpConfirm(Strict):
-    """The first code of the authenticator app."""
+    """The first code of the new authenticator app, with the current password."""
 
+    current_password: str = Field(min_length=1, max_length=256)
     totp_code: str = Field(min_length=6, max_length=16)
 
 

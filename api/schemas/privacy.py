@@ -152,6 +152,19 @@ class StatusChange(Strict):
     note: str | None = Field(default=None, max_length=2000)
 
 
+class Proposal(Strict):
+    """A privacy officer proposes carrying out an erasure; a second privacy officer approves it."""
+
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class Decision(Strict):
+    """A second privacy officer approves a proposed erasure (which carries it out) or rejects the proposal."""
+
+    decision: Literal["approve", "reject"]
+    note: str | None = Field(default=None, max_length=2000, description="needed to reject")
+
+
 class TrailEntry(BaseModel):
     """A change of a request: when, who (null once their account is erased), to which status, and why."""
 
@@ -183,8 +196,19 @@ class SubjectRequest(BaseModel):
     )
     outcome: str | None
     trail: list[TrailEntry]
-    download_url: str | None = Field(description="the access export, once ready")
+    download_url: str | None = Field(description="the access export, once ready: for its subject only")
     download_until: dt.datetime | None
+    proposed_by_username: str | None = Field(
+        description="an erasure: the privacy officer who proposed carrying it out"
+    )
+    proposed_at: dt.datetime | None
+    approved_by_username: str | None = Field(
+        description="an erasure: the second privacy officer who approved it, which carried it out"
+    )
+    approved_at: dt.datetime | None
+    subject_pseudonym: str | None = Field(
+        description="once the subject was erased: the pseudonym the audit records about them carry"
+    )
 
 
 class SubjectAccount(BaseModel):

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import (
-    BaseModel,
-)
+from pydantic import BaseModel, Field
 
 from api.schemas.sharing import AccessRecord
 
@@ -34,8 +32,11 @@ class CompanyAssignment(BaseModel):
 
 
 class AuditRecord(AccessRecord):
-    """A record of the audit trail, as the privacy officer sees it."""
+    """A record of the audit trail (a read or an action), as the privacy officer sees it."""
 
     actor_user_id: int | None
     subject_user_id: int | None
     site_id: int | None
+    detail: str | None
+    actor_pseudonym: str | None = Field(description="who acted, once erased: their pseudonym")
+    subject_pseudonym: str | None = Field(description="whose data it was, once erased: their pseudonym")

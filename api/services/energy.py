@@ -29,13 +29,14 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, field
 from typing import Any, Literal, TypeVar
 
 import asyncpg
 
 from api.queries import energy as queries
+from api.services.access import Window
 from thuis.db import Connection
 from thuis.metrics import GRID_EXPORT, GRID_IMPORT, GRID_METER_KINDS, is_meter
 
@@ -181,28 +182,46 @@ def energy_by_bucket(points: Iterable[tuple[Key, str, str, float, bool]]) -> dic
 
 
 async def hourly_series(
-    conn: Connection, *, site_id: int, start: dt.datetime, end: dt.datetime
+    conn: Connection, *, site_id: int, start: dt.datetime, end: dt.datetime, windows: Sequence[Window]
 ) -> list[HourlyPoint]:
-    """Return per UTC hour in [start, end) and per device kind and metric the site's consumption or mean."""
-    records = await conn.fetch(queries.HOURLY_SERIES, site_id, start, end)
+    """Return per UTC hour in [start, end) and per device kind and metric the site's consumption or mean.
+
+    Only the hours that lie wholly in one of `windows` (the reader's time: api/services/access.py), each
+    window computed from its own readings alone.
+    """
+    records = []
+    for since, until in windows:
+        if (since is None or since < end) and (until is None or until > start):
+            records += await conn.fetch(queries.HOURLY_SERIES, site_id, start, end, since, until)
     return [HourlyPoint(*point) for point in _points(records)]
 
 
 async def daily_series(
-    conn: Connection, *, site_id: int, start: dt.date, end: dt.date, time_zone: str
+    conn: Connection,
+    *,
+    site_id: int,
+    start: dt.date,
+    end: dt.date,
+    time_zone: str,
+    windows: Sequence[Window],
 ) -> list[DailyPoint]:
     """Return per local day in [start, end) of `time_zone` and per device kind and metric the values.
 
-    Days in the site's own time zone come from the daily rollups; in another zone they are summed from
-    the hourly rollups (exact for zones with whole-hour offsets).
+    Days in the site's own time zone come from the daily rollups, those that lie wholly in one of `windows`
+    (the reader's time); in another zone they are summed from the hourly rollups in the windows (exact for
+    zones with whole-hour offsets).
     """
     site_zone = await conn.fetchval(queries.SITE_TIME_ZONE, site_id)
     if site_zone is None:
         raise UnknownSiteError(f"no site {site_id}")
-    if site_zone == time_zone:
-        records = await conn.fetch(queries.DAILY_SERIES, site_id, start, end)
-    else:
-        records = await conn.fetch(queries.DAILY_SERIES_FROM_HOURLY, site_id, start, end, time_zone)
+    records = []
+    for since, until in windows:
+        if site_zone == time_zone:
+            records += await conn.fetch(queries.DAILY_SERIES, site_id, start, end, since, until, site_zone)
+        else:
+            records += await conn.fetch(
+                queries.DAILY_SERIES_FROM_HOURLY, site_id, start, end, time_zone, since, until
+            )
     return [DailyPoint(*point) for point in _points(records)]
 
 
@@ -230,9 +249,12 @@ async def energy_summary(
     end: dt.date,
     time_zone: str,
     resolution: Resolution,
+    windows: Sequence[Window],
 ) -> list[EnergySummary]:
     """Return import, export, solar, self-consumption, consumption, EV and heat pump per day or month."""
-    points = await daily_series(conn, site_id=site_id, start=start, end=end, time_zone=time_zone)
+    points = await daily_series(
+        conn, site_id=site_id, start=start, end=end, time_zone=time_zone, windows=windows
+    )
     return summarise(points, resolution=resolution)
 
 
@@ -262,10 +284,16 @@ def daily_window(now: dt.datetime, *, days: int, time_zone: str) -> tuple[dt.dat
 
 
 async def hourly_energy(
-    conn: Connection, *, site_id: int, start: dt.datetime, end: dt.datetime, time_zone: str
+    conn: Connection,
+    *,
+    site_id: int,
+    start: dt.datetime,
+    end: dt.datetime,
+    time_zone: str,
+    windows: Sequence[Window],
 ) -> EnergySeries:
-    """Return the site's energy per hour in [start, end), for a chart in `time_zone`."""
-    points = await hourly_series(conn, site_id=site_id, start=start, end=end)
+    """Return the site's energy per hour in [start, end) in the reader's windows, for a chart."""
+    points = await hourly_series(conn, site_id=site_id, start=start, end=end, windows=windows)
     zone = zoneinfo.ZoneInfo(time_zone)
     hours = energy_by_bucket((p.hour, p.device_kind, p.metric, p.value, p.is_consumption) for p in points)
     return EnergySeries(
@@ -278,11 +306,17 @@ async def hourly_energy(
 
 
 async def daily_energy(
-    conn: Connection, *, site_id: int, start: dt.datetime, end: dt.datetime, time_zone: str
+    conn: Connection,
+    *,
+    site_id: int,
+    start: dt.datetime,
+    end: dt.datetime,
+    time_zone: str,
+    windows: Sequence[Window],
 ) -> EnergySeries:
     """Return the site's energy per local day from start's day to the day before end's, for a chart."""
     points = await daily_series(
-        conn, site_id=site_id, start=start.date(), end=end.date(), time_zone=time_zone
+        conn, site_id=site_id, start=start.date(), end=end.date(), time_zone=time_zone, windows=windows
     )
     zone = zoneinfo.ZoneInfo(time_zone)
     days = energy_by_bucket((p.day, p.device_kind, p.metric, p.value, p.is_consumption) for p in points)

@@ -1,8 +1,8 @@
 """Data-subject requests in the portal: filing, following and working them, for the API and the pages alike.
 
-The rules live in privacy/subjects/; this module turns their refusals into problems, decides who may download
-an access export, and records in the audit trail every time a request's personal details or an export are
-shown to someone other than their subject.
+The rules live in privacy/subjects/; this module turns their refusals into problems, lets only the subject
+download their access export (never the owner who filed it for them, never a privacy officer), and records in
+the audit trail every time a request's personal details are shown to someone other than their subject.
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ def filing_parts(filing: Any) -> tuple[str, str | None, dict[str, Any], dict[str
     return filing.kind, filing.subject_username, details, None
 
 
-def body_of(request: workflow.SubjectRequest, *, now: dt.datetime) -> SubjectRequestBody:
-    """Return the API's view of a request."""
-    until = request.download_until()
+def body_of(request: workflow.SubjectRequest, *, now: dt.datetime, viewer: Principal) -> SubjectRequestBody:
+    """Return the API's view of a request for the person who asked; only its subject gets the download."""
+    until = request.download_until() if request.may_download(actor_of(viewer)) else None
     return SubjectRequestBody(
         request_id=request.request_id,
         kind=request.kind,
@@ -71,6 +71,11 @@ def body_of(request: workflow.SubjectRequest, *, now: dt.datetime) -> SubjectReq
         trail=[TrailEntry(**vars(entry)) for entry in request.trail],
         download_url=f"/api/v1/privacy/requests/{request.request_id}/download" if until else None,
         download_until=until,
+        proposed_by_username=request.proposed_by_username,
+        proposed_at=request.proposed_at,
+        approved_by_username=request.approved_by_username,
+        approved_at=request.approved_at,
+        subject_pseudonym=request.subject_pseudonym,
     )
 
 
@@ -139,7 +144,6 @@ async def change_status(
     conn: Connection,
     keyring: Keyring,
     catalogue: Catalogue,
-    ledger: ErasureLedger,
     *,
     principal: Principal,
     request_id: int,
@@ -150,14 +154,40 @@ async def change_status(
     actor = actor_of(principal)
     with answered_as_problems():
         await workflow.change_status(
-            conn,
-            keyring,
-            catalogue,
-            request_id=request_id,
-            actor=actor,
-            status=status,
-            note=note,
-            ledger=ledger,
+            conn, keyring, catalogue, request_id=request_id, actor=actor, status=status, note=note
+        )
+        return await workflow.load_request(conn, keyring, request_id=request_id, actor=actor)
+
+
+async def propose(
+    conn: Connection, keyring: Keyring, *, principal: Principal, request_id: int, note: str | None
+) -> workflow.SubjectRequest:
+    """Propose carrying out an erasure (a privacy officer); return the request as it is now."""
+    actor = actor_of(principal)
+    with answered_as_problems():
+        await workflow.propose_completion(conn, keyring, request_id=request_id, actor=actor, note=note)
+        return await workflow.load_request(conn, keyring, request_id=request_id, actor=actor)
+
+
+async def decide(
+    conn: Connection,
+    keyring: Keyring,
+    catalogue: Catalogue,
+    ledger: ErasureLedger,
+    *,
+    principal: Principal,
+    request_id: int,
+    approve: bool,
+    note: str | None,
+) -> workflow.SubjectRequest:
+    """Approve a proposed erasure (a second privacy officer), carrying it out, or reject the proposal.
+
+    The erasure is written to the erasure ledger before it commits.
+    """
+    actor = actor_of(principal)
+    with answered_as_problems():
+        await workflow.decide_proposal(
+            conn, keyring, catalogue, ledger, request_id=request_id, actor=actor, approve=approve, note=note
         )
         return await workflow.load_request(conn, keyring, request_id=request_id, actor=actor)
 
@@ -192,19 +222,11 @@ async def accounts_by_email(
 async def downloadable_export(
     conn: Connection, keyring: Keyring, *, principal: Principal, request_id: int
 ) -> workflow.SubjectRequest:
-    """Return an access request whose export the person may download now; record a download by others."""
+    """Return an access request whose export the person, its subject, may download now; refuse anyone else."""
     actor = actor_of(principal)
     with answered_as_problems():
         found = await workflow.load_request(conn, keyring, request_id=request_id, actor=actor)
-    subject = _downloadable(found, actor=actor, now=dt.datetime.now(dt.UTC))
-    if subject != actor.user_id:
-        await audit.record_read(
-            conn,
-            reader=audit.Reader(actor.user_id, actor.role),
-            subject_user_id=subject,
-            resource="access_export",
-            detail=f"request {request_id}",
-        )
+    _check_downloadable(found, actor=actor, now=dt.datetime.now(dt.UTC))
     return found
 
 
@@ -221,16 +243,23 @@ async def export_stream(
             yield chunk
 
 
-def _downloadable(found: workflow.SubjectRequest, *, actor: Actor, now: dt.datetime) -> int:
-    """Return the subject whose export may be downloaded now, or refuse saying why."""
+def _check_downloadable(found: workflow.SubjectRequest, *, actor: Actor, now: dt.datetime) -> None:
+    """Refuse, saying why, unless the person is the subject and the export can be downloaded now."""
     if found.kind != "access":
         raise Problem(
             409, f"request {found.request_id} is a request for {found.kind}; only access has a download"
         )
     if found.subject_user_id is None:
         raise Problem(409, f"the subject of request {found.request_id} was erased: nothing is held any more")
-    if actor.role == "privacy_officer":  # they check what a subject will get, before and after
-        return found.subject_user_id
+    if not found.may_download(actor):
+        # The owner who filed it for a resident and the privacy officer see the request, never its content.
+        detail = (
+            f"only the subject of request {found.request_id} downloads its access export, "
+            "from their privacy page"
+        )
+        if actor.role == "privacy_officer":
+            detail += "; a privacy officer never downloads a subject's data"
+        raise Problem(403, detail)
     until = found.download_until()
     if until is None:
         raise Problem(
@@ -242,7 +271,6 @@ def _downloadable(found: workflow.SubjectRequest, *, actor: Actor, now: dt.datet
             f"the export of request {found.request_id} could be downloaded until {until.date().isoformat()}; "
             "file a new access request for a new one",
         )
-    return found.subject_user_id
 
 
 async def residents_of_owner(conn: Connection, *, principal: Principal) -> list[str]:

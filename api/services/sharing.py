@@ -1,4 +1,9 @@
-"""Who else sees a site: residents the owner grants, installers the owner assigns, and who read what."""
+"""Who else sees a site: residents the owner invites, installers the owner assigns, and who read what.
+
+An owner sees the grants, assignments and access log of their own time at a home (`SiteAccess.windows`).
+A resident reads a home once they accept the owner's invitation; the owner's invitation is answered the same
+whether or not the username is a resident's account, so that it tells nothing about who has an account.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,17 @@ import asyncpg
 
 from api.problems import Problem, not_found
 from api.queries import sharing as queries
-from api.schemas.sharing import AccessRecord, Assignment, ResidentGrant
+from api.schemas.sharing import (
+    AcceptedInvitation,
+    AccessRecord,
+    Assignment,
+    Invitation,
+    ResidentGrant,
+    ResidentInvited,
+)
+from api.security import Principal
+from api.services.access import SiteAccess, reader
+from thuis import audit
 from thuis.db import Connection
 
 # An assignment runs for at most this long; the owner renews it if the work goes on.
@@ -59,25 +74,44 @@ async def revoke_assignment(conn: Connection, *, site_id: int, assignment_id: in
         raise not_found(f"running assignment {assignment_id} of site {site_id}")
 
 
-async def resident_grants(conn: Connection, *, site_id: int, include_ended: bool) -> list[ResidentGrant]:
-    """Return the residents who may read the site (with `include_ended`, also those taken back)."""
-    rows = await conn.fetch(queries.SELECT_RESIDENT_GRANTS, site_id, include_ended)
-    return [ResidentGrant(**{k: v for k, v in dict(row).items() if k != "resident_user_id"}) for row in rows]
+async def resident_grants(
+    conn: Connection, *, access: SiteAccess, include_ended: bool
+) -> list[ResidentGrant]:
+    """Return the residents the owner invited to the site in their time (`include_ended`: also past ones)."""
+    rows = await conn.fetch(
+        queries.SELECT_RESIDENT_GRANTS,
+        access.site_id,
+        include_ended,
+        access.window_starts,
+        access.window_ends,
+    )
+    return [ResidentGrant(**dict(row), status=_grant_status(row)) for row in rows]
 
 
-async def grant_resident(
+def _grant_status(row: asyncpg.Record) -> str:
+    if row["ended_at"] is not None:
+        return "ended"
+    return "invited" if row["accepted_at"] is None else "accepted"
+
+
+async def invite_resident(
     conn: Connection, *, site_id: int, owner_user_id: int, username: str
-) -> ResidentGrant:
-    """Let a resident's account read a site, read-only; the caller has checked that the owner owns it."""
+) -> ResidentInvited:
+    """Invite a resident's account to read a site; the caller has checked that the owner owns it.
+
+    The same two statements run, and the same answer comes back, whether or not `username` is a resident's
+    account: an invitation to anyone else is stored all the same and can never be accepted.
+    """
+    invited = username.strip().lower()
     async with conn.transaction():
-        resident = await conn.fetchrow(queries.SELECT_USER_BY_USERNAME, username.strip().lower())
-        if resident is None or resident["role"] != "resident":
-            raise Problem(422, f"body field username: there is no resident account {username!r}")
-        row = await conn.fetchrow(queries.INSERT_RESIDENT_GRANT, site_id, resident["user_id"], owner_user_id)
-        if row is None:
-            raise Problem(409, f"{username} may read site {site_id} already")
-    return ResidentGrant(
-        grant_id=row["grant_id"], username=username.lower(), granted_at=row["granted_at"], ended_at=None
+        resident = await conn.fetchval(queries.SELECT_RESIDENT_BY_USERNAME, invited)
+        await conn.execute(queries.INSERT_INVITATION, site_id, resident, owner_user_id, invited)
+    return ResidentInvited(
+        username=invited,
+        detail=(
+            f"if {invited!r} is a resident's account, it is invited to read site {site_id}; the resident "
+            "reads it once they accept the invitation"
+        ),
     )
 
 
@@ -87,15 +121,57 @@ async def end_resident_grant(conn: Connection, *, site_id: int, grant_id: int) -
         raise not_found(f"access {grant_id} of site {site_id}")
 
 
-async def assignment_rows(conn: Connection, *, site_id: int, include_ended: bool) -> list[asyncpg.Record]:
-    """Return the site's installer assignments, running (and with `include_ended` also past), as rows."""
-    return list(await conn.fetch(queries.SELECT_ASSIGNMENTS_OF_SITE, site_id, include_ended))
+async def invitations(conn: Connection, *, principal: Principal) -> list[Invitation]:
+    """Return a resident's invitations waiting for an answer (none for others); each read is recorded."""
+    rows = await conn.fetch(queries.SELECT_INVITATIONS_OF_RESIDENT, principal.user_id)
+    for row in rows:
+        await audit.record_read(
+            conn,
+            reader=reader(principal),
+            subject_user_id=row["owner_user_id"],
+            site_id=row["site_id"],
+            resource="invitation",
+        )
+    return [Invitation(**{k: v for k, v in dict(row).items() if k != "owner_user_id"}) for row in rows]
 
 
-async def assignments(conn: Connection, *, site_id: int, include_ended: bool) -> list[Assignment]:
+async def accept_invitation(
+    conn: Connection, *, principal: Principal, invitation_id: int
+) -> AcceptedInvitation:
+    """Accept an invitation of the resident's own that waits for an answer; any other is not found (404)."""
+    row = await conn.fetchrow(queries.ACCEPT_INVITATION, invitation_id, principal.user_id)
+    if row is None:
+        raise not_found(f"invitation {invitation_id}")
+    return AcceptedInvitation(
+        invitation_id=row["grant_id"], site_id=row["site_id"], accepted_at=row["accepted_at"]
+    )
+
+
+async def decline_invitation(conn: Connection, *, principal: Principal, invitation_id: int) -> None:
+    """Decline an invitation of the resident's own that waits for an answer; any other is not found (404)."""
+    if await conn.fetchval(queries.DECLINE_INVITATION, invitation_id, principal.user_id) is None:
+        raise not_found(f"invitation {invitation_id}")
+
+
+async def assignment_rows(
+    conn: Connection, *, access: SiteAccess, include_ended: bool
+) -> list[asyncpg.Record]:
+    """Return the site's installer assignments of the owner's time, running (`include_ended`: also past)."""
+    return list(
+        await conn.fetch(
+            queries.SELECT_ASSIGNMENTS_OF_SITE,
+            access.site_id,
+            include_ended,
+            access.window_starts,
+            access.window_ends,
+        )
+    )
+
+
+async def assignments(conn: Connection, *, access: SiteAccess, include_ended: bool) -> list[Assignment]:
     """Return the site's installer assignments."""
     return [
-        _assignment(row) for row in await assignment_rows(conn, site_id=site_id, include_ended=include_ended)
+        _assignment(row) for row in await assignment_rows(conn, access=access, include_ended=include_ended)
     ]
 
 
@@ -115,15 +191,19 @@ def _assignment(row: asyncpg.Record | None) -> Assignment:
 
 
 async def access_log_rows(
-    conn: Connection, *, site_id: int, before: dt.datetime | None, limit: int
+    conn: Connection, *, access: SiteAccess, before: dt.datetime | None, limit: int
 ) -> list[asyncpg.Record]:
-    """Return up to `limit` reads of the site's personal data by others before `before`, newest first."""
-    return list(await conn.fetch(queries.SELECT_ACCESS_LOG_OF_SITE, site_id, before, limit))
+    """Return up to `limit` reads of the owner's data of the site by others before `before`, newest first."""
+    return list(
+        await conn.fetch(
+            queries.SELECT_ACCESS_LOG_OF_SITE, access.site_id, before, limit, access.owner_user_id
+        )
+    )
 
 
 async def access_log(
-    conn: Connection, *, site_id: int, before: dt.datetime | None, limit: int
+    conn: Connection, *, access: SiteAccess, before: dt.datetime | None, limit: int
 ) -> tuple[list[AccessRecord], bool]:
     """Return a page of the access log and whether older records follow."""
-    rows = await access_log_rows(conn, site_id=site_id, before=before, limit=limit + 1)
+    rows = await access_log_rows(conn, access=access, before=before, limit=limit + 1)
     return [AccessRecord(**dict(row)) for row in rows[:limit]], len(rows) > limit

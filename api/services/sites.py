@@ -1,7 +1,7 @@
 """Sites and what belongs to them: the owner's contact, gateways, devices, readings, settings, address.
 
 Each function that shows someone else's personal data records the read (services/access.py), so a route
-or a page cannot forget it.
+or a page cannot forget it; each reads only what falls in the reader's windows of time (`SiteAccess`).
 """
 
 from __future__ import annotations
@@ -96,7 +96,9 @@ async def owner_contact(
 
 async def gateways(conn: Connection, *, principal: Principal, access: SiteAccess) -> list[Gateway]:
     """Return the site's gateways: serial, vendor, firmware, when and from where last seen."""
-    rows = await conn.fetch(queries.SELECT_GATEWAYS_OF_SITE, access.site_id)
+    rows = await conn.fetch(
+        queries.SELECT_GATEWAYS_OF_SITE, access.site_id, access.window_starts, access.window_ends
+    )
     await record_read(conn, principal=principal, access=access, resource="gateways")
     return [
         Gateway(**{**dict(row), "last_seen_ip": str(row["last_seen_ip"]) if row["last_seen_ip"] else None})
@@ -108,7 +110,14 @@ async def devices(
     conn: Connection, *, principal: Principal, access: SiteAccess, after: int | None, limit: int
 ) -> tuple[list[Device], bool]:
     """Return a page of the site's devices by id and whether more follow."""
-    rows = await conn.fetch(queries.SELECT_DEVICES_OF_SITE, access.site_id, after, limit + 1)
+    rows = await conn.fetch(
+        queries.SELECT_DEVICES_OF_SITE,
+        access.site_id,
+        after,
+        limit + 1,
+        access.window_starts,
+        access.window_ends,
+    )
     await record_read(conn, principal=principal, access=access, resource="devices")
     return [Device(**dict(row)) for row in rows[:limit]], len(rows) > limit
 
@@ -117,14 +126,22 @@ async def devices_with_vendor(
     conn: Connection, *, principal: Principal, access: SiteAccess
 ) -> list[asyncpg.Record]:
     """Return the site's devices with their gateway's vendor, at most MAX_DEVICES_SHOWN (for the page)."""
-    rows = await conn.fetch(queries.SELECT_DEVICES_WITH_VENDOR, access.site_id, MAX_DEVICES_SHOWN)
+    rows = await conn.fetch(
+        queries.SELECT_DEVICES_WITH_VENDOR,
+        access.site_id,
+        MAX_DEVICES_SHOWN,
+        access.window_starts,
+        access.window_ends,
+    )
     await record_read(conn, principal=principal, access=access, resource="devices")
     return list(rows)
 
 
 async def device_table(conn: Connection, *, access: SiteAccess, device_id: int) -> str:
-    """Return the table a device of the site keeps its readings in; a device not of the site is 404."""
-    device = await conn.fetchrow(queries.SELECT_DEVICE_OF_SITE, access.site_id, device_id)
+    """Return the table of a device of the site; one not there in the reader's windows is not found (404)."""
+    device = await conn.fetchrow(
+        queries.SELECT_DEVICE_OF_SITE, access.site_id, device_id, access.window_starts, access.window_ends
+    )
     if device is None:
         raise not_found(f"device {device_id} of site {access.site_id}")
     return table_of(device["device_kind"])
@@ -153,6 +170,8 @@ async def raw_readings(
         after[0] if after else None,
         after[1] if after else "",
         limit + 1,
+        access.window_starts,
+        access.window_ends,
     )
     await record_read(conn, principal=principal, access=access, resource="readings")
     items = [Reading(time=r["measured_at"], metric=r["metric"], value=r["value"]) for r in rows[:limit]]
@@ -186,6 +205,8 @@ async def bucketed_readings(
         end,
         metric,
         MAX_BUCKETS * 64,
+        access.window_starts,
+        access.window_ends,
     )
     await record_read(conn, principal=principal, access=access, resource="readings")
     return [
@@ -215,7 +236,9 @@ async def system_settings(
     conn: Connection, *, principal: Principal, access: SiteAccess
 ) -> list[SystemSetting]:
     """Return the site's schedules, rules and notification settings."""
-    rows = await conn.fetch(queries.SELECT_SETTINGS_OF_SITE, access.site_id)
+    rows = await conn.fetch(
+        queries.SELECT_SETTINGS_OF_SITE, access.site_id, access.window_starts, access.window_ends
+    )
     await record_read(conn, principal=principal, access=access, resource="settings")
     return [SystemSetting(**{**dict(row), "definition": json.loads(row["definition"])}) for row in rows]
 

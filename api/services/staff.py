@@ -45,6 +45,6 @@ async def company_assignments(
 async def audit_trail(
     conn: Connection, *, before: dt.datetime | None, limit: int
 ) -> tuple[list[AuditRecord], bool]:
-    """Return a page of every recorded read of personal data, newest first."""
+    """Return a page of every recorded read of personal data and action on a request, newest first."""
     rows = await conn.fetch(queries.SELECT_AUDIT_TRAIL, before, limit + 1)
     return [AuditRecord(**dict(row)) for row in rows[:limit]], len(rows) > limit

@@ -48,7 +48,7 @@ async def sign_in_submit(
     The code step asks for the password again with the code: the page never holds the password between
     the steps, and api.signin checks both together, as it does for API clients.
     """
-    _refuse_other_origins(request)
+    refuse_other_origins(request)
     target = safe_next(next)
     try:
         session = await sign_in(
@@ -90,7 +90,7 @@ async def sign_in_submit(
     return response
 
 
-def _refuse_other_origins(request: Request) -> None:
+def refuse_other_origins(request: Request) -> None:
     """Refuse a sign-in form posted from another site (login CSRF); browsers send Origin with a POST."""
     origin = request.headers.get("origin")
     own = f"{request.url.scheme}://{request.url.netloc}"

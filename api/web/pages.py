@@ -6,12 +6,22 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from api.problems import not_found
-from api.web import auth_pages, privacy_pages, research_officer_pages, research_pages, site_pages
+from api.web import (
+    account_pages,
+    auth_pages,
+    privacy_pages,
+    research_officer_pages,
+    research_pages,
+    resident_pages,
+    site_pages,
+)
 from api.web.render import STATIC_DIR
 
 router = APIRouter(include_in_schema=False)
 router.include_router(auth_pages.router)
+router.include_router(account_pages.router)
 router.include_router(site_pages.router)
+router.include_router(resident_pages.router)
 router.include_router(privacy_pages.router)
 router.include_router(research_pages.router)
 router.include_router(research_officer_pages.router)

@@ -18,7 +18,7 @@ from api.web.render import DEFAULT_TIME_ZONE, PageRoute, error_page, page, redir
 from privacy.keys.crypto import Keyring
 from privacy.research.accounting import DELTA
 from privacy.subjects.effects import RECTIFIABLE_FIELDS
-from privacy.subjects.workflow import SubjectRequest
+from privacy.subjects.workflow import FOUR_EYES, SubjectRequest
 from thuis.db import Connection
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -189,7 +189,73 @@ async def _queue_page(
         notice=notice,
         error=error,
         kind_names=KIND_NAMES,
+        four_eyes=FOUR_EYES,
     )
+
+
+@router.post("/privacy/requests/{request_id}/proposal")
+async def propose(
+    request: Request, principal: SignedIn, request_id: Id, conn: ConnDep, keyring: KeyringDep
+) -> Response:
+    """Propose carrying out an erasure from the queue; a second privacy officer approves it there."""
+    note = _note((await request.form()).get("note"))
+    try:
+        await privacy.propose(conn, keyring, principal=principal, request_id=request_id, note=note)
+    except Problem as refused:
+        return await _queue_refusal(request, principal, conn, keyring, request_id, refused)
+    return redirect(f"/privacy/queue?changed={request_id}")
+
+
+@router.post("/privacy/requests/{request_id}/approval")
+async def decide(
+    request: Request,
+    principal: SignedIn,
+    request_id: Id,
+    conn: ConnDep,
+    keyring: KeyringDep,
+    catalogue: CatalogueDep,
+    ledger: LedgerDep,
+) -> Response:
+    """Approve a proposed erasure from the queue (carrying it out), or reject the proposal with a note."""
+    form = await request.form()
+    decision = form.get("decision")
+    if decision not in ("approve", "reject"):
+        refused = Problem(422, "form field decision: must be approve or reject")
+        return await _queue_refusal(request, principal, conn, keyring, request_id, refused)
+    try:
+        await privacy.decide(
+            conn,
+            keyring,
+            catalogue,
+            ledger,
+            principal=principal,
+            request_id=request_id,
+            approve=decision == "approve",
+            note=_note(form.get("note")),
+        )
+    except Problem as refused:
+        return await _queue_refusal(request, principal, conn, keyring, request_id, refused)
+    return redirect(f"/privacy/queue?changed={request_id}")
+
+
+def _note(value: object) -> str | None:
+    """Return a form's note, or None when it is left empty."""
+    return value.strip() or None if isinstance(value, str) else None
+
+
+async def _queue_refusal(
+    request: Request,
+    principal: Principal,
+    conn: Connection,
+    keyring: Keyring,
+    request_id: int,
+    refused: Problem,
+) -> Response:
+    """Show the queue again with why the action on a request was refused (an error page when not allowed)."""
+    if refused.status not in (403, 409, 422) or principal.role != "privacy_officer":
+        raise refused
+    error = f"Request {request_id}: {refused.detail}"
+    return await _queue_page(request, principal, conn, keyring, error=error, status_code=refused.status)
 
 
 @router.post("/privacy/requests/{request_id}/status")
@@ -200,7 +266,6 @@ async def change_status(
     conn: ConnDep,
     keyring: KeyringDep,
     catalogue: CatalogueDep,
-    ledger: LedgerDep,
 ) -> Response:
     """Move a request on from the queue: start, complete (which carries it out) or refuse with a note."""
     form = await request.form()
@@ -210,7 +275,6 @@ async def change_status(
             conn,
             keyring,
             catalogue,
-            ledger,
             principal=principal,
             request_id=request_id,
             status=status if isinstance(status, str) else "",

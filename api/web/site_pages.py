@@ -66,9 +66,13 @@ async def site_dashboard(
     # Days and hours as the person reading them lives them: their display preference, else the site's.
     zone = await user_time_zone(conn, principal=principal, access=site)
     hour_start, hour_end = hourly_window(now, hours=CHART_HOURS, time_zone=zone)
-    hourly = await hourly_energy(conn, site_id=site_id, start=hour_start, end=hour_end, time_zone=zone)
+    hourly = await hourly_energy(
+        conn, site_id=site_id, start=hour_start, end=hour_end, time_zone=zone, windows=site.windows
+    )
     day_start, day_end = daily_window(now, days=days, time_zone=zone)
-    daily = await daily_energy(conn, site_id=site_id, start=day_start, end=day_end, time_zone=zone)
+    daily = await daily_energy(
+        conn, site_id=site_id, start=day_start, end=day_end, time_zone=zone, windows=site.windows
+    )
     for resource in ("site", "readings"):
         await record_read(conn, principal=principal, access=site, resource=resource)
     devices = await sites.devices_with_vendor(conn, principal=principal, access=site)
@@ -116,7 +120,7 @@ async def _installers_page(
     status_code: int = 200,
     form: dict[str, str] | None = None,
 ) -> Response:
-    assignments = await sharing.assignment_rows(conn, site_id=access.site_id, include_ended=True)
+    assignments = await sharing.assignment_rows(conn, access=access, include_ended=True)
     today = dt.datetime.now(zoneinfo.ZoneInfo(access.time_zone)).date()
     notice = ""
     for row in assignments:
@@ -198,7 +202,7 @@ async def access_log(
     """Show who read the site's personal data, newest first, a page at a time."""
     if before is not None and before.tzinfo is None:
         before = before.replace(tzinfo=dt.UTC)
-    rows = await sharing.access_log_rows(conn, site_id=site.site_id, before=before, limit=ACCESS_LOG_PAGE + 1)
+    rows = await sharing.access_log_rows(conn, access=site, before=before, limit=ACCESS_LOG_PAGE + 1)
     records = rows[:ACCESS_LOG_PAGE]
     older = records[-1]["occurred_at"].isoformat() if len(rows) > ACCESS_LOG_PAGE else None
     return page(

@@ -15,7 +15,9 @@ class SealedColumn:
     table: str
     name: str
     row_key: str  # the primary key column: a value is bound to its row
-    key: str  # the column holding the id of the data key that seals it
+    # The column holding the id of the data key that seals it. A table sealed with its account's key and
+    # holding no key id of its own (email_changes, mail_outbox) reads users.key_id: its queries join it.
+    key: str
 
     @property
     def ciphertext(self) -> str:
@@ -38,6 +40,9 @@ SITES_ADDRESS = SealedColumn("sites", "address", "site_id", "address_key_id")
 WEBSHOP_ORDERS_CUSTOMER = SealedColumn("webshop_orders", "customer", "order_id", "key_id")
 MARKETING_CONTACTS_CONTACT = SealedColumn("marketing_contacts", "contact", "contact_id", "key_id")
 SUBJECT_REQUESTS_DETAILS = SealedColumn("subject_requests", "details", "request_id", "details_key_id")
+# A requested address, one per account (its row key is the account's id), and mail waiting to be sent.
+EMAIL_CHANGES_EMAIL = SealedColumn("email_changes", "email", "user_id", "key_id")
+MAIL_OUTBOX_MESSAGE = SealedColumn("mail_outbox", "message", "message_id", "key_id")
 SEALED_COLUMNS = (
     USERS_EMAIL,
     USERS_TOTP_SECRET,
@@ -46,6 +51,8 @@ SEALED_COLUMNS = (
     WEBSHOP_ORDERS_CUSTOMER,
     MARKETING_CONTACTS_CONTACT,
     SUBJECT_REQUESTS_DETAILS,
+    EMAIL_CHANGES_EMAIL,
+    MAIL_OUTBOX_MESSAGE,
 )
 # The fields of a contract holder's sealed document (contracts.holder_ciphertext).
 CONTRACT_HOLDER_FIELDS = (

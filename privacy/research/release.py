@@ -84,11 +84,19 @@ HOUSEHOLD_COLUMNS: tuple[Column, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """A home a release covers: its site, its owner, its released cell."""
+    """A home a release covers over a window of time its owners allow: site, released cell, window, owners.
+
+    Each day (bucket) of a home is its owner's of that day, and that owner's restriction, objection and
+    consent decide whether it is released. An aggregate release has one member per run of adjacent periods
+    of owners who allow it (a bucket straddling two such periods is in); a series one member per owner's
+    period (a series is one person's). Only buckets wholly inside a member's window are its.
+    """
 
     site_id: int
-    owner_user_id: int
     cell: str
+    since: dt.datetime | None  # None: since the home's beginning
+    until: dt.datetime | None  # None: still
+    owners: tuple[int, ...]
 
 
 @dataclass
@@ -104,7 +112,7 @@ class PreparedRelease:
     conn: Connection
     parameters: dict[str, Any]
     noisy_counts: dict[str, float] = field(default_factory=dict)
-    labels: dict[int, str] = field(default_factory=dict)  # series: site -> pseudonym; the sites never leave
+    labels: dict[int, str] = field(default_factory=dict)  # series: member -> pseudonym; sites never leave
     rows: int = 0
     manifest: dict[str, Any] = field(default_factory=dict)
     failure: str | None = None
@@ -173,21 +181,23 @@ class PreparedRelease:
                 "research release %d: could not record its failure: %s", self.release_id, record_err
             )
 
-    def _arguments(self, sites: list[int], per_site: list[Any]) -> tuple[Any, ...]:
+    def _arguments(self, members: list[Member], per_member: list[Any]) -> tuple[Any, ...]:
         request = self.request
         start, end = _source_bounds(request)
         measures = [m.measure for m in self.plan.measures]
         return (
-            sites,
+            [member.site_id for member in members],
             start,
             end,
             [m.device_kind for m in measures],
             [m.name for m in measures],
             [m.is_meter for m in measures],
-            per_site,
+            per_member,
             request.resolution,
             [m.clamp.lower for m in self.plan.measures],
             [m.clamp.upper for m in self.plan.measures],
+            [member.since for member in members],
+            [member.until for member in members],
         )
 
     def _statement(self) -> str:
@@ -200,10 +210,10 @@ class PreparedRelease:
             "day": queries.AGGREGATES_DAY,
         }.get(resolution, queries.AGGREGATES_DAILY)
 
-    async def _rows(self, runs: Iterator[tuple[list[int], list[Any]]]) -> AsyncIterator[asyncpg.Record]:
+    async def _rows(self, runs: Iterator[tuple[list[Member], list[Any]]]) -> AsyncIterator[asyncpg.Record]:
         statement = self._statement()
-        for sites, per_site in runs:
-            cursor = await self.conn.cursor(statement, *self._arguments(sites, per_site))
+        for members, per_member in runs:
+            cursor = await self.conn.cursor(statement, *self._arguments(members, per_member))
             while records := await cursor.fetch(FETCH_ROWS):
                 for record in records:
                     yield record
@@ -211,9 +221,9 @@ class PreparedRelease:
     async def _aggregates(self) -> AsyncIterator[list[list[Any]]]:
         """Yield, cell by cell, every (bucket, measure) of the plan: the exact sum, plus noise."""
         plan = self.plan
-        by_cell: dict[str, list[int]] = defaultdict(list)
+        by_cell: dict[str, list[Member]] = defaultdict(list)
         for member in self.members:
-            by_cell[member.cell].append(member.site_id)
+            by_cell[member.cell].append(member)
         runs = _cell_runs([(cell, by_cell[cell]) for cell in plan.cells if by_cell[cell]])
         rows = self._rows(runs)
         pending: asyncpg.Record | None = await anext(rows, None)
@@ -251,21 +261,23 @@ class PreparedRelease:
         return _by_bucket(columns, width, len(plan.measures))
 
     async def _series(self) -> AsyncIterator[list[list[Any]]]:
-        """Yield the series of the consenting households, in pseudonym order, a batch at a time."""
-        cells = {member.site_id: member.cell for member in self.members}
-        sites = sorted(cells, key=self.labels.__getitem__)
+        """Yield the series of the consenting owners' periods, in pseudonym order, a batch at a time."""
+        order = sorted(range(len(self.members)), key=self.labels.__getitem__)
         runs = (
-            (sites[i : i + HOUSEHOLDS_PER_QUERY], list(range(i, min(i + HOUSEHOLDS_PER_QUERY, len(sites)))))
-            for i in range(0, len(sites), HOUSEHOLDS_PER_QUERY)
+            (
+                [self.members[index] for index in order[i : i + HOUSEHOLDS_PER_QUERY]],
+                list(range(i, min(i + HOUSEHOLDS_PER_QUERY, len(order)))),
+            )
+            for i in range(0, len(order), HOUSEHOLDS_PER_QUERY)
         )
         batch: list[list[Any]] = [[] for _ in HOUSEHOLD_COLUMNS]
         async for record in self._rows(runs):
-            site = record["site_id"]
+            member = order[record["rank"]]
             for column, value in zip(
                 batch,
                 (
-                    self.labels[site],
-                    cells[site],
+                    self.labels[member],
+                    self.members[member].cell,
                     record["bucket"],
                     record["measure"],
                     "consumption" if record["meter"] else "mean",
@@ -334,7 +346,8 @@ class PreparedRelease:
             manifest["privacy"] = {
                 "unit": PRIVACY_UNIT,
                 "consent": "only households whose owner gave research consent on their privacy page, and "
-                "who neither restricted processing nor objected; each such release is in their access log",
+                "who neither restricted processing nor objected, over the time they owned the home; a "
+                "home that changed hands is a series per owner; each such release is in their access log",
                 "pseudonym": f"first {PSEUDONYM_HEX} hex digits of HMAC-SHA256 under a random key made for "
                 "this release and discarded after it",
                 "rho_spent": 0.0,
@@ -357,18 +370,18 @@ def _by_bucket(columns: list[list[Any]], width: int, measures: int) -> list[list
     return [[column[i] for i in order] for column in columns]
 
 
-def _cell_runs(cells: Sequence[tuple[str, list[int]]]) -> Iterator[tuple[list[int], list[Any]]]:
-    """Split the households into runs of whole cells, in the plan's cell order, of about a few hundred."""
-    run_sites: list[int] = []
+def _cell_runs(cells: Sequence[tuple[str, list[Member]]]) -> Iterator[tuple[list[Member], list[Any]]]:
+    """Split the members into runs of whole cells, in the plan's cell order, of about a few hundred."""
+    run_members: list[Member] = []
     run_cells: list[str] = []
-    for cell, sites in cells:
-        run_sites += sites
-        run_cells += [cell] * len(sites)
-        if len(run_sites) >= HOUSEHOLDS_PER_QUERY:
-            yield run_sites, run_cells
-            run_sites, run_cells = [], []
-    if run_sites:
-        yield run_sites, run_cells
+    for cell, members in cells:
+        run_members += members
+        run_cells += [cell] * len(members)
+        if len(run_members) >= HOUSEHOLDS_PER_QUERY:
+            yield run_members, run_cells
+            run_members, run_cells = [], []
+    if run_members:
+        yield run_members, run_cells
 
 
 def _source_bounds(request: ReleaseRequest) -> tuple[dt.date | dt.datetime, dt.date | dt.datetime]:
@@ -429,7 +442,13 @@ async def prepare_release(
             members = await _choose_members(
                 conn, request=request, measures=measures, geography=geography, cells=plan.cells
             )
-            await conn.execute(queries.INSERT_RELEASE_HOUSEHOLDS, release_id, [m.site_id for m in members])
+            used = [(member.site_id, owner) for member in members for owner in member.owners]
+            await conn.execute(
+                queries.INSERT_RELEASE_HOUSEHOLDS,
+                release_id,
+                [site for site, _ in used],
+                [owner for _, owner in used],
+            )
             if request.kind == "households":
                 await _record_in_access_logs(
                     conn, members, release_id=release_id, project=project, reader=requested_by
@@ -447,11 +466,11 @@ async def prepare_release(
         raise
     prepared = PreparedRelease(release_id, requested_at, project, geography, plan, members, conn, parameters)
     if request.kind == "aggregates" and plan.counts is not None:
-        exact = Counter(member.cell for member in members)
+        exact = Counter(cell for _, cell in {(member.site_id, member.cell) for member in members})
         counts = noise(plan.counts, [float(exact[cell]) for cell in plan.cells])
         prepared.noisy_counts = dict(zip(plan.cells, counts, strict=True))
     else:
-        prepared.labels = _pseudonyms([member.site_id for member in members])
+        prepared.labels = _pseudonyms(len(members))
     return prepared
 
 
@@ -478,24 +497,48 @@ async def _choose_members(
     geography: Geography,
     cells: list[str],
 ) -> list[Member]:
-    """Return the homes a release covers: in its cells, with data, not left out by a rule (nor by consent)."""
+    """Return the release's members: homes in its cells with data, over the periods of owners who allow it.
+
+    A period is left out by its owner's standing (no owner, a closed account, restriction, objection) and,
+    for series, without their research consent; the periods of other owners of the same home are not.
+    """
     start, end = _source_bounds(request)
     statement = queries.CANDIDATES_HOURLY if request.resolution in SUB_DAILY else queries.CANDIDATES_DAILY
     candidates = await conn.fetch(
         statement, start, end, [m.device_kind for m in measures], [m.name for m in measures]
     )
     wanted = set(cells)
-    members = []
-    for candidate in candidates:
-        if candidate["excluded_by"] is not None:
-            continue
-        if request.kind == "households" and not candidate["consents"]:
-            continue
+    periods: dict[tuple[int, str], list[asyncpg.Record]] = defaultdict(list)
+    for candidate in candidates:  # by home, the oldest period first
         fine = candidate["postcode_area"] if geography.scheme == "pc4" else candidate["h3_cell"]
         cell = geography.cell_of.get(fine) if fine is not None else None
         if cell in wanted:
-            members.append(Member(candidate["site_id"], candidate["owner_user_id"], cell))
-    return sorted(members, key=lambda m: m.site_id)
+            periods[(candidate["site_id"], cell)].append(candidate)
+    members = []
+    for (site_id, cell), home_periods in periods.items():
+        allowed = [
+            period
+            for period in home_periods
+            if period["excluded_by"] is None and (request.kind == "aggregates" or period["consents"])
+        ]
+        windows = _owners_windows(allowed, join=request.kind == "aggregates")
+        members += [Member(site_id, cell, since, until, owners) for since, until, owners in windows]
+    return sorted(members, key=lambda m: (m.site_id, m.since or dt.datetime.min.replace(tzinfo=dt.UTC)))
+
+
+def _owners_windows(
+    periods: list[asyncpg.Record], *, join: bool
+) -> list[tuple[dt.datetime | None, dt.datetime | None, tuple[int, ...]]]:
+    """Return windows of periods in time order: one per period, or (`join`) one per run of adjacent ones."""
+    windows: list[tuple[dt.datetime | None, dt.datetime | None, tuple[int, ...]]] = []
+    for period in periods:
+        since, until, owner = period["started_at"], period["ended_at"], period["owner_user_id"]
+        if join and windows and windows[-1][1] is not None and windows[-1][1] == since:
+            first, _, owners = windows[-1]
+            windows[-1] = (first, until, (*owners, owner))
+        else:
+            windows.append((since, until, (owner,)))
+    return windows
 
 
 async def _record_in_access_logs(
@@ -504,26 +547,27 @@ async def _record_in_access_logs(
     """Put a release of per-household series in the access log of every household it holds."""
     who = audit.Reader(user_id=reader, role="researcher")
     for member in members:
+        [owner] = member.owners  # a series is one owner's period
         await audit.record_read(
             conn,
             reader=who,
-            subject_user_id=member.owner_user_id,
+            subject_user_id=owner,
             site_id=member.site_id,
             resource="research_release",
             detail=f"release {release_id} of project {project.name!r}: your home's series, pseudonymised",
         )
 
 
-def _pseudonyms(sites: list[int]) -> dict[int, str]:
-    """Return a pseudonym per household: HMAC-SHA256 under a key made now and dropped when this returns."""
+def _pseudonyms(members: int) -> dict[int, str]:
+    """Return a pseudonym per member: HMAC-SHA256 under a key made now and dropped when this returns."""
     key = secrets.token_bytes(32)
     pseudonyms = {
-        site: hmac.new(key, f"site:{site}".encode(), hashlib.sha256).hexdigest()[:PSEUDONYM_HEX]
-        for site in sites
+        member: hmac.new(key, f"member:{member}".encode(), hashlib.sha256).hexdigest()[:PSEUDONYM_HEX]
+        for member in range(members)
     }
     del key  # never stored, never logged: two releases cannot be joined on their pseudonyms
     if len(set(pseudonyms.values())) != len(pseudonyms):
-        return _pseudonyms(sites)  # a 64-bit collision: draw a new key
+        return _pseudonyms(members)  # a 64-bit collision: draw a new key
     return pseudonyms
 
 

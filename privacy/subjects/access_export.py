@@ -28,6 +28,8 @@ import orjson
 from privacy.keys.crypto import DecryptionError, Keyring
 from privacy.keys.fields import (
     CONTRACTS_HOLDER,
+    EMAIL_CHANGES_EMAIL,
+    MAIL_OUTBOX_MESSAGE,
     MARKETING_CONTACTS_CONTACT,
     SITES_ADDRESS,
     SUBJECT_REQUESTS_DETAILS,
@@ -64,8 +66,8 @@ class ExportSubject:
     role: str
     key_id: int
     email_hash: bytes | None
-    windows: tuple[tuple[int, dt.datetime | None, dt.datetime | None], ...]
-    owned_sites: tuple[int, ...]
+    # (site, since, until, owned): each period they owned a home, each time an accepted grant held
+    windows: tuple[tuple[int, dt.datetime | None, dt.datetime | None, bool], ...]
     keys: dict[int, bytes]
 
 
@@ -108,8 +110,7 @@ async def load_subject(conn: Connection, keyring: Keyring, *, user_id: int) -> E
         role=row["role"],
         key_id=row["key_id"],
         email_hash=bytes(row["email_hash"]) if row["email_hash"] is not None else None,
-        windows=tuple((w["site_id"], w["since"], w["until"]) for w in windows),
-        owned_sites=tuple(w["site_id"] for w in windows if w["owned"]),
+        windows=tuple((w["site_id"], w["since"], w["until"], w["owned"]) for w in windows),
         keys=keys,
     )
 
@@ -176,15 +177,13 @@ class _ZipWriter:
         args: list[Any] = []
         for param in export.params:
             if param == "windows":
-                args += [[w[0] for w in self.subject.windows], [w[1] for w in self.subject.windows]]
-                args.append([w[2] for w in self.subject.windows])
+                args += [[window[part] for window in self.subject.windows] for part in range(4)]
             else:
                 args.append(
                     {
                         "user_id": self.subject.user_id,
                         "username": self.subject.username,
                         "email_hash": self.subject.email_hash,
-                        "owned_sites": list(self.subject.owned_sites),
                     }[param]
                 )
         return args
@@ -308,6 +307,20 @@ def _open_marketing_contact(values: dict[str, Any], subject: ExportSubject) -> N
     values.update(_open(values, subject, MARKETING_CONTACTS_CONTACT))
 
 
+def _open_email_change(values: dict[str, Any], subject: ExportSubject) -> None:
+    key = subject.keys.get(values["key_id"])
+    try:
+        bound = EMAIL_CHANGES_EMAIL.at(values["user_id"], values["key_id"])
+        values["email"] = open_text(key, values["email_ciphertext"], context=bound) if key else UNREADABLE
+    except DecryptionError:
+        values["email"] = UNREADABLE
+
+
+def _open_mail(values: dict[str, Any], subject: ExportSubject) -> None:
+    message = _open(values, subject, MAIL_OUTBOX_MESSAGE)
+    values.update({"to": message.get("to", UNREADABLE), "subject": message.get("subject", UNREADABLE)})
+
+
 def _open_request(values: dict[str, Any], subject: ExportSubject) -> None:
     sealed = values["details_ciphertext"]
     values["personal_details"] = _open(values, subject, SUBJECT_REQUESTS_DETAILS) if sealed else None
@@ -320,6 +333,8 @@ _OPENERS = {
     "webshop_orders": _open_order,
     "marketing_contacts": _open_marketing_contact,
     "subject_requests": _open_request,
+    "email_changes": _open_email_change,
+    "mail_outbox": _open_mail,
 }
 
 

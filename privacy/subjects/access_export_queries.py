@@ -1,8 +1,10 @@
 """What an access export reads of each table, for one subject. Values are bound, never formatted in.
 
 Every statement names the parameters it takes (`params`), from: the subject's user id, username and email
-hash; the subject's homes as windows (site, from, until: an owner's own homes without limits, a resident's
-granted homes for the time the grant held); the homes the subject owns.
+hash; the subject's homes as windows (site, from, until, owned: an owner's homes for each period they owned
+them, a resident's homes for each time an accepted grant held), which every table of a home is limited to:
+what was measured, happened, was set, given or seen in a window, and a rollup only if its hour or day lies
+wholly in one (one that straddles an edge holds data from outside it; the readings themselves are there).
 """
 
 from __future__ import annotations
@@ -11,16 +13,20 @@ from dataclasses import dataclass
 
 from privacy.keys.fields import CONTRACT_HOLDER_FIELDS
 
-# A subject's homes, each with the period that is theirs: $1 sites, $2 from (NULL: always), $3 until.
+# A subject's homes, each with a period that is theirs: $1 sites, $2 from (NULL: always), $3 until, $4 whether
+# they owned it then (or lived there as a resident).
 _WINDOWS = """
-WITH w AS (SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[])
-           AS w(site_id, since, until))
+WITH w AS (SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::boolean[])
+           AS w(site_id, since, until, owned))
 """
-_SITES = "SELECT DISTINCT site_id FROM w"
 
 
 def _in_window(column: str) -> str:
     return f"(w.since IS NULL OR {column} >= w.since) AND (w.until IS NULL OR {column} < w.until)"
+
+
+def _wholly_in_window(start: str, end: str) -> str:
+    return f"(w.since IS NULL OR {start} >= w.since) AND (w.until IS NULL OR {end} <= w.until)"
 
 
 _ROLLUP_COLUMNS = (
@@ -36,7 +42,7 @@ _ROLLUP_COLUMNS = (
 )
 
 
-def _rollup(table: str, bucket: str, *, window_column: str) -> TableExport:
+def _rollup(table: str, bucket: str, *, start: str, end: str) -> TableExport:
     """Return the export of an energy rollup table (hourly or daily) of the subject's homes."""
     columns = (bucket, *_ROLLUP_COLUMNS)
     return TableExport(
@@ -44,7 +50,8 @@ def _rollup(table: str, bucket: str, *, window_column: str) -> TableExport:
         columns,
         _WINDOWS
         + f"SELECT {', '.join('r.' + c for c in columns)}\n"
-        + f"FROM w JOIN {table} r ON r.site_id = w.site_id AND {_in_window(window_column)}\n"
+        + f"FROM w JOIN sites s ON s.site_id = w.site_id JOIN {table} r ON r.site_id = w.site_id "
+        + f"AND {_wholly_in_window(start, end)}\n"
         + f"ORDER BY r.device_id, r.metric, r.{bucket}",
         ("windows",),
     )
@@ -57,7 +64,7 @@ class TableExport:
     table: str
     columns: tuple[str, ...]
     query: str
-    params: tuple[str, ...]  # "user_id", "username", "email_hash", "windows" (three arrays), "owned_sites"
+    params: tuple[str, ...]  # "user_id", "username", "email_hash", "windows" (four arrays)
     note: str | None = None
 
 
@@ -70,6 +77,31 @@ TABLES: dict[str, TableExport] = {
             "SELECT occurred_at, username, ip, outcome FROM login_events WHERE username = $1 "
             "ORDER BY occurred_at",
             ("username",),
+        ),
+        TableExport(
+            "sign_in_throttle",
+            ("username", "ip", "tokens", "occurred_at"),
+            "SELECT username, ip, tokens, occurred_at FROM sign_in_throttle WHERE username = $1 "
+            "ORDER BY occurred_at",
+            ("username",),
+            note="failed sign-ins under your username, per address: the attempts still left before more wait",
+        ),
+        TableExport(
+            "email_changes",
+            ("email", "requested_at", "expires_at"),
+            "SELECT c.user_id, u.key_id, c.email_ciphertext, c.requested_at, c.expires_at "
+            "FROM email_changes c JOIN users u USING (user_id) WHERE c.user_id = $1",
+            ("user_id",),
+            note="a new address waiting for its link to be followed; the link itself is not shown",
+        ),
+        TableExport(
+            "mail_outbox",
+            ("kind", "to", "subject", "created_at", "attempts", "next_attempt_at", "last_error"),
+            "SELECT m.message_id, m.kind, m.created_at, m.attempts, m.next_attempt_at, m.last_error, "
+            "u.key_id, m.message_ciphertext FROM mail_outbox m JOIN users u USING (user_id) "
+            "WHERE m.user_id = $1 ORDER BY m.message_id",
+            ("user_id",),
+            note="mail to you not sent yet; its text is not shown, as it may hold a confirmation link",
         ),
         TableExport(
             "gateway_connectivity_events",
@@ -137,8 +169,13 @@ FROM w JOIN {table} r ON r.site_id = w.site_id AND """
             )
             for table in ("energy_readings", "smart_home_readings")
         ),
-        _rollup("energy_hourly", "hour", window_column="r.hour"),
-        _rollup("energy_daily", "day", window_column="r.last_at"),
+        _rollup("energy_hourly", "hour", start="r.hour", end="r.hour + interval '1 hour'"),
+        _rollup(
+            "energy_daily",
+            "day",
+            start="r.day::timestamp AT TIME ZONE s.time_zone",
+            end="(r.day + 1)::timestamp AT TIME ZONE s.time_zone",
+        ),
         TableExport(
             "energy_rollup_pending",
             ("device_id", "hour"),
@@ -154,11 +191,22 @@ JOIN energy_rollup_pending p ON p.device_id = d.device_id AND """
         TableExport(
             "devices",
             ("device_id", "gateway_serial", "device_key", "device_kind", "first_seen_at"),
+            # A device that was there in a window: first seen, or measuring, in it.
             _WINDOWS
-            + f"""
+            + """
 SELECT d.device_id, d.gateway_serial, d.device_key, d.device_kind, d.first_seen_at
 FROM gateways g JOIN devices d USING (gateway_serial)
-WHERE g.site_id IN ({_SITES})
+WHERE EXISTS (SELECT FROM w WHERE w.site_id = g.site_id AND ("""
+            + _in_window("d.first_seen_at")
+            + """
+              OR EXISTS (SELECT FROM energy_readings r WHERE r.device_id = d.device_id
+                         AND r.site_id = w.site_id AND """
+            + _in_window("r.measured_at")
+            + """)
+              OR EXISTS (SELECT FROM smart_home_readings r WHERE r.device_id = d.device_id
+                         AND r.site_id = w.site_id AND """
+            + _in_window("r.measured_at")
+            + """)))
 ORDER BY d.device_id
 """,
             ("windows",),
@@ -193,13 +241,24 @@ ORDER BY s.site_id
             ("windows",),
         ),
         TableExport(
+            "site_ownership_periods",
+            ("site_id", "owned_from", "owned_until"),
+            "SELECT site_id, started_at AS owned_from, ended_at AS owned_until FROM site_ownership_periods "
+            "WHERE owner_user_id = $1 ORDER BY site_id, started_at NULLS FIRST",
+            ("user_id",),
+            note="owned_from empty: since the home's beginning; owned_until empty: you own it now",
+        ),
+        TableExport(
             "system_settings",
             ("setting_id", "site_id", "kind", "name", "definition", "updated_at"),
+            # A setting is whoever set it last's: in the window it was last set in.
             _WINDOWS
-            + f"""
-SELECT setting_id, site_id, kind, name, definition, updated_at FROM system_settings
-WHERE site_id IN ({_SITES})
-ORDER BY site_id, kind, name
+            + """
+SELECT s.setting_id, s.site_id, s.kind, s.name, s.definition, s.updated_at FROM system_settings s
+WHERE EXISTS (SELECT FROM w WHERE w.site_id = s.site_id AND """
+            + _in_window("s.updated_at")
+            + """)
+ORDER BY s.site_id, s.kind, s.name
 """,
             ("windows",),
         ),
@@ -220,11 +279,20 @@ ORDER BY site_id, kind, name
                 "last_seen_at",
                 "last_seen_ip",
             ),
+            # A gateway registered before a window ended; when and where it was last seen, and its firmware
+            # then, only if that was in a window.
             _WINDOWS
-            + f"""
-SELECT gateway_serial, vendor, site_id, registered_at, firmware_version, last_seen_at, last_seen_ip
-FROM gateways WHERE site_id IN ({_SITES})
-ORDER BY gateway_serial
+            + """
+SELECT g.gateway_serial, g.vendor, g.site_id, g.registered_at,
+       CASE WHEN seen.in_window THEN g.firmware_version END AS firmware_version,
+       CASE WHEN seen.in_window THEN g.last_seen_at END AS last_seen_at,
+       CASE WHEN seen.in_window THEN g.last_seen_ip END AS last_seen_ip
+FROM gateways g
+CROSS JOIN LATERAL (SELECT EXISTS (SELECT FROM w WHERE w.site_id = g.site_id AND """
+            + _in_window("g.last_seen_at")
+            + """) AS in_window) AS seen
+WHERE EXISTS (SELECT FROM w WHERE w.site_id = g.site_id AND (w.until IS NULL OR g.registered_at < w.until))
+ORDER BY g.gateway_serial
 """,
             ("windows",),
         ),
@@ -259,8 +327,6 @@ ORDER BY gateway_serial
                 "totp_secret",
                 "totp_confirmed_at",
                 "recovery_codes_left",
-                "failed_sign_ins",
-                "locked_until",
                 "restricted_since",
                 "objects_to_marketing_since",
                 "objects_to_research_since",
@@ -269,7 +335,7 @@ ORDER BY gateway_serial
 SELECT u.user_id, u.username, u.key_id, u.email_ciphertext, u.role, c.name AS installer_company,
        u.company_admin, u.created_at, u.closed_at, u.password_changed_at,
        u.totp_secret_ciphertext IS NOT NULL AS totp_secret_set, u.totp_confirmed_at,
-       cardinality(u.recovery_code_hashes) AS recovery_codes_left, u.failed_sign_ins, u.locked_until,
+       cardinality(u.recovery_code_hashes) AS recovery_codes_left,
        u.restricted_since, u.objects_to_marketing_since, u.objects_to_research_since
 FROM users u LEFT JOIN installer_companies c ON c.company_id = u.installer_company_id
 WHERE u.user_id = $1
@@ -297,9 +363,12 @@ WHERE u.user_id = $1
                 "detail",
             ),
             """
-SELECT r.occurred_at, CASE WHEN r.subject_user_id = $1 THEN 'a read of your data' ELSE 'a read by you' END
-       AS relation, u.username AS actor, r.actor_role, r.action, r.resource, r.site_id, r.assignment_id,
-       r.detail
+SELECT r.occurred_at,
+       CASE WHEN r.subject_user_id = $1 AND r.action = 'read' THEN 'a read of your data'
+            WHEN r.subject_user_id = $1 THEN 'an action on your request'
+            WHEN r.action = 'read' THEN 'a read by you'
+            ELSE 'an action by you' END AS relation,
+       u.username AS actor, r.actor_role, r.action, r.resource, r.site_id, r.assignment_id, r.detail
 FROM audit_records r LEFT JOIN users u ON u.user_id = r.actor_user_id
 WHERE r.subject_user_id = $1 OR r.actor_user_id = $1
 ORDER BY r.occurred_at
@@ -316,15 +385,29 @@ ORDER BY r.occurred_at
         ),
         TableExport(
             "resident_grants",
-            ("grant_id", "site_id", "resident", "granted_by", "granted_at", "ended_at"),
-            """
-SELECT g.grant_id, g.site_id, r.username AS resident, b.username AS granted_by, g.granted_at, g.ended_at
-FROM resident_grants g
-LEFT JOIN users r ON r.user_id = g.resident_user_id LEFT JOIN users b ON b.user_id = g.granted_by
-WHERE g.resident_user_id = $1 OR g.site_id = ANY ($2::bigint[])
+            (
+                "grant_id",
+                "site_id",
+                "resident",
+                "granted_by",
+                "granted_at",
+                "accepted_at",
+                "declined_at",
+                "ended_at",
+            ),
+            # Their own invitations, and those they gave while they owned the home.
+            _WINDOWS
+            + """
+SELECT g.grant_id, g.site_id, g.invited_username AS resident, b.username AS granted_by, g.granted_at,
+       g.accepted_at, CASE WHEN g.resident_user_id = $5 THEN g.declined_at END AS declined_at, g.ended_at
+FROM resident_grants g LEFT JOIN users b ON b.user_id = g.granted_by
+WHERE g.resident_user_id = $5
+   OR EXISTS (SELECT FROM w WHERE w.owned AND w.site_id = g.site_id AND """
+            + _in_window("g.granted_at")
+            + """)
 ORDER BY g.granted_at, g.grant_id
 """,
-            ("user_id", "owned_sites"),
+            ("windows", "user_id"),
         ),
         TableExport(
             "installer_assignments",
@@ -339,15 +422,20 @@ ORDER BY g.granted_at, g.grant_id
                 "revoked_at",
                 "ended_at",
             ),
-            """
+            # Their own assignments as an installer, and those they made while they owned the home.
+            _WINDOWS
+            + """
 SELECT a.assignment_id, a.site_id, i.username AS installer, c.name AS company, b.username AS assigned_by,
        a.assigned_at, a.expires_at, a.revoked_at, a.ended_at
 FROM installer_assignments a JOIN installer_companies c USING (company_id)
 LEFT JOIN users i ON i.user_id = a.installer_user_id LEFT JOIN users b ON b.user_id = a.assigned_by
-WHERE a.installer_user_id = $1 OR a.site_id = ANY ($2::bigint[])
+WHERE a.installer_user_id = $5
+   OR EXISTS (SELECT FROM w WHERE w.owned AND w.site_id = a.site_id AND """
+            + _in_window("a.assigned_at")
+            + """)
 ORDER BY a.assigned_at, a.assignment_id
 """,
-            ("user_id", "owned_sites"),
+            ("windows", "user_id"),
         ),
         TableExport(
             "subject_requests",
@@ -439,16 +527,24 @@ ORDER BY p.project_id
         TableExport(
             "research_release_households",
             ("release_id", "site_id", "project", "kind", "rho", "finished_at"),
+            # An owner's: the releases that used their data of a home. A resident's: the releases that used
+            # data of their home over a period that meets the time they lived there.
             _WINDOWS
             + """
-SELECT h.release_id, h.site_id, p.name AS project, r.kind, r.rho, r.finished_at
-FROM (SELECT DISTINCT site_id FROM w) w
-JOIN research_release_households h ON h.site_id = w.site_id
+SELECT DISTINCT h.release_id, h.site_id, p.name AS project, r.kind, r.rho, r.finished_at
+FROM research_release_households h
 JOIN research_releases r USING (release_id)
 JOIN research_projects p USING (project_id)
+JOIN sites s ON s.site_id = h.site_id
+WHERE h.owner_user_id = $5
+   OR EXISTS (SELECT FROM w WHERE NOT w.owned AND w.site_id = h.site_id
+              AND (w.until IS NULL
+                   OR (r.parameters->>'start')::date::timestamp AT TIME ZONE s.time_zone < w.until)
+              AND (w.since IS NULL
+                   OR ((r.parameters->>'end')::date + 1)::timestamp AT TIME ZONE s.time_zone > w.since))
 ORDER BY h.site_id, h.release_id
 """,
-            ("windows",),
+            ("windows", "user_id"),
             note=(
                 "the research releases that used the data of your homes: aggregates with noise, whose "
                 "privacy loss (rho, zero-concentrated differential privacy) adds up to what your privacy "
@@ -461,13 +557,15 @@ ORDER BY h.site_id, h.release_id
 # Columns that hold JSON documents (asyncpg returns them as text).
 JSON_COLUMNS = frozenset({"products", "definition", "details", "trail", "parameters", "manifest"})
 
-# The subject: their account, and their homes as windows (owned: always; granted: while the grant held).
+# The subject: their account, and their homes as windows (owned: each period they owned it; as a resident:
+# each time an accepted grant held).
 SELECT_SUBJECT = "SELECT user_id, username, role, key_id, email_hash FROM users WHERE user_id = $1"
 SELECT_WINDOWS = """
-SELECT site_id, NULL::timestamptz AS since, NULL::timestamptz AS until, true AS owned
-FROM sites WHERE owner_user_id = $1
+SELECT site_id, started_at AS since, ended_at AS until, true AS owned
+FROM site_ownership_periods WHERE owner_user_id = $1
 UNION ALL
-SELECT site_id, granted_at, ended_at, false FROM resident_grants WHERE resident_user_id = $1
+SELECT site_id, accepted_at, ended_at, false FROM resident_grants
+WHERE resident_user_id = $1 AND accepted_at IS NOT NULL
 ORDER BY site_id, since NULLS FIRST
 """
 # The data keys that open what the export shows: the account's, their contracts', orders', marketing
@@ -487,7 +585,7 @@ FROM audit_records r
 LEFT JOIN users u ON u.user_id = r.actor_user_id
 LEFT JOIN installer_assignments a ON a.assignment_id = r.assignment_id
 LEFT JOIN installer_companies c ON c.company_id = a.company_id
-WHERE r.subject_user_id = $1
+WHERE r.subject_user_id = $1 AND r.action = 'read'
 ORDER BY r.occurred_at
 """
 READ_COLUMNS = (

@@ -120,8 +120,7 @@ async def _erase(
     except ErasureError as err:
         raise RequestRefused(409, f"erasure cannot be done: {err}") from None
     await conn.execute(q.SCRUB_TRAIL_ACTOR, request_ids, subject)
-    refusal = result.refusal()
     removed = sum(result.removed.values())
-    if refusal is None:
-        return f"erased: {removed} records removed and the data key destroyed"
-    return f"erased: {removed} records removed and the data key destroyed; {refusal}"
+    parts = [f"erased: {removed} records removed and the data key destroyed"]
+    parts += [note for note in (result.refusal(), result.pseudonymised_note()) if note is not None]
+    return "; ".join(parts)

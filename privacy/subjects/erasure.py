@@ -1,14 +1,18 @@
 """Erasure at a data subject's request: crypto-shredding plus deletion, except what a legal duty keeps.
 
 The catalogue says which categories a legal duty keeps on erasure (`on_erasure = "keep_for_legal_duty"`)
-and for how long; everything else of the subject goes in one transaction of `erase_data_subject` (migration
-0008): their homes with every reading and everything derived, their account and its data key, sessions,
-preferences, sign-ins, consent records, grants and the audit records about them. What is kept is named
-with its legal basis and the day its period ends; retention removes it then.
+and for how long; everything else of the subject goes in one transaction of `erase_data_subject` (migrations
+0008, 0010, 0011, 0013): the homes only they ever owned with every reading and everything derived, and of
+homes others owned too what falls in the subject's own periods (and nothing of the other owners'); their
+account and its data key, sessions, preferences, sign-ins, consent records and grants. What is kept is named
+with its legal basis and the day its period ends; retention removes it then. The audit trail and their
+requests stay for their period (`on_erasure = "pseudonymise"`), with a random pseudonym in place of their id
+and no detail that could name them: who read or acted on their data, and when, remains on record.
 
 Every erasure is written to the erasure ledger (privacy/keys/ledger.py) before it commits, and recorded as
 applied in the database in the same transaction; `reapply_erasures` erases again, after a restore, whoever
-a backup brought back.
+a backup brought back, with the same function and the cutoffs of the first erasure. Erasing the homes'
+gateways queues their certificates for revocation (migration 0014).
 """
 
 from __future__ import annotations
@@ -17,13 +21,13 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
 from privacy.keys.ledger import ErasureEntry, ErasureLedger, applied_entry_ids
 from privacy.subjects import queries
-from thuis.catalogue import Catalogue, Category
+from thuis.catalogue import MEASURED_FROM, Catalogue, Category
 from thuis.db import Connection
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,20 @@ class ErasureResult:
 
     removed: dict[str, int]
     kept: list[Kept]
+    pseudonymised: list[Category] = field(default_factory=list)
+
+    def pseudonymised_note(self) -> str | None:
+        """Return what stays under a pseudonym, in words for the subject, or None."""
+        if not self.pseudonymised:
+            return None
+        parts = [
+            f"{category.name.lower()} ({category.keep_text} from {MEASURED_FROM[category.measured_from]})"
+            for category in self.pseudonymised
+        ]
+        return (
+            "kept with a pseudonym in place of your name, for accountability (GDPR art. 5(2)): "
+            + "; ".join(parts)
+        )
 
     def refusal(self) -> str | None:
         """Return the reason some data stays, in words for the subject, or None when everything went."""
@@ -115,7 +133,8 @@ async def erase_subject(
         )
         rows = await _erase(conn, entry, applied_by="erasure")
         await asyncio.to_thread(ledger.append, entry)
-    return ErasureResult({row["table_name"]: row["rows_removed"] for row in rows}, kept)
+    pseudonymised = [c for c in catalogue.categories if c.on_erasure == "pseudonymise"]
+    return ErasureResult({row["table_name"]: row["rows_removed"] for row in rows}, kept, pseudonymised)
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,14 @@ class SubjectRequest:
     personal_details: dict[str, Any] | None
     outcome: str | None
     trail: list[TrailEntry]
+    # Four eyes on erasure: the privacy officer who proposed completing it and the second who approved it.
+    proposed_by_user_id: int | None = None
+    proposed_by_username: str | None = None
+    proposed_at: dt.datetime | None = None
+    approved_by_user_id: int | None = None
+    approved_by_username: str | None = None
+    approved_at: dt.datetime | None = None
+    subject_pseudonym: str | None = None  # set when the subject was erased: their audit records carry it
 
     def days_left(self, now: dt.datetime) -> int:
         """Return the days until the request is due, rounded up; negative once overdue."""
@@ -74,6 +82,10 @@ class SubjectRequest:
             self.subject_user_id,
             self.filed_by_user_id,
         )
+
+    def may_download(self, actor: Actor) -> bool:
+        """Say whether someone may download the request's access export: its subject, and no one else."""
+        return self.subject_user_id is not None and actor.user_id == self.subject_user_id
 
     def download_until(self) -> dt.datetime | None:
         """Return until when a completed access request's export can be downloaded."""

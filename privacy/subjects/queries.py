@@ -1,4 +1,4 @@
-"""Every SQL statement of data-subject requests (privacy/requests.py); values are bound, never pasted in."""
+"""Every SQL statement of data-subject requests (privacy/subjects/); values are bound, never pasted in."""
 
 # Who a request is about ------------------------------------------------------------------------------------
 
@@ -11,16 +11,17 @@ SELECT user_id, username, role, key_id, closed_at FROM users WHERE username = $1
 SELECT_ACCOUNTS_BY_EMAIL_HASH = """
 SELECT user_id, username, role, created_at, closed_at FROM users WHERE email_hash = $1 ORDER BY user_id
 """
-# A resident the owner may file for: one who holds an access grant to a home the owner manages now.
+# A resident the owner may file for: one who accepted a grant to a home the owner manages now, and still
+# holds it (an invitation not accepted makes no one a resident of the home).
 SELECT_RESIDENT_OF_OWNER = """
 SELECT 1 FROM resident_grants g JOIN sites s USING (site_id)
-WHERE g.resident_user_id = $1 AND g.ended_at IS NULL AND s.owner_user_id = $2
+WHERE g.resident_user_id = $1 AND g.accepted_at IS NOT NULL AND g.ended_at IS NULL AND s.owner_user_id = $2
 LIMIT 1
 """
 SELECT_RESIDENTS_OF_OWNER = """
 SELECT DISTINCT u.username FROM resident_grants g
 JOIN sites s USING (site_id) JOIN users u ON u.user_id = g.resident_user_id
-WHERE g.ended_at IS NULL AND s.owner_user_id = $1 AND u.closed_at IS NULL
+WHERE g.accepted_at IS NOT NULL AND g.ended_at IS NULL AND s.owner_user_id = $1 AND u.closed_at IS NULL
 ORDER BY u.username
 """
 SELECT_HOLDS_CONTRACT = "SELECT EXISTS (SELECT FROM contracts WHERE holder_user_id = $1)"
@@ -43,10 +44,15 @@ VALUES ($9, $1, $2, $3, $4::jsonb, $5, $6,
 _REQUEST_COLUMNS = """
 r.request_id, r.subject_user_id, r.filed_by_user_id, r.kind, r.received_at, r.due_at, r.status,
 r.closed_at, r.details, r.details_key_id, r.details_ciphertext, r.outcome, r.trail,
-s.username AS subject_username, s.role AS subject_role, f.username AS filed_by_username
+r.proposed_by_user_id, r.proposed_at, r.approved_by_user_id, r.approved_at,
+r.subject_pseudonym::text AS subject_pseudonym,
+s.username AS subject_username, s.role AS subject_role, f.username AS filed_by_username,
+p.username AS proposed_by_username, a.username AS approved_by_username
 FROM subject_requests r
 LEFT JOIN users s ON s.user_id = r.subject_user_id
 LEFT JOIN users f ON f.user_id = r.filed_by_user_id
+LEFT JOIN users p ON p.user_id = r.proposed_by_user_id
+LEFT JOIN users a ON a.user_id = r.approved_by_user_id
 """
 SELECT_REQUEST = f"SELECT {_REQUEST_COLUMNS} WHERE r.request_id = $1"
 SELECT_REQUEST_FOR_UPDATE = f"SELECT {_REQUEST_COLUMNS} WHERE r.request_id = $1 FOR UPDATE OF r"
@@ -79,6 +85,28 @@ SET status = $2::text,
     outcome = $3,
     trail = trail || {_TRAIL_ENTRY.format(actor="$4", role="$5", status="$2", note="$6")}
 WHERE request_id = $1 AND closed_at IS NULL
+RETURNING request_id
+"""
+# Four eyes on erasure: one privacy officer proposes completing it (a received request is started by it),
+# a second approves it (or anyone withdraws or rejects the proposal, with a note). Only an open request, and
+# only when there is no proposal yet (to propose) or one (to approve or reject).
+SET_PROPOSAL = f"""
+UPDATE subject_requests
+SET proposed_by_user_id = $2, proposed_at = now(), status = 'in_progress',
+    trail = trail || {_TRAIL_ENTRY.format(actor="$2", role="$3", status="'in_progress'", note="$4")}
+WHERE request_id = $1 AND closed_at IS NULL AND proposed_at IS NULL
+RETURNING request_id
+"""
+CLEAR_PROPOSAL = f"""
+UPDATE subject_requests
+SET proposed_by_user_id = NULL, proposed_at = NULL,
+    trail = trail || {_TRAIL_ENTRY.format(actor="$2", role="$3", status="status", note="$4")}
+WHERE request_id = $1 AND closed_at IS NULL AND proposed_at IS NOT NULL
+RETURNING request_id
+"""
+SET_APPROVAL = """
+UPDATE subject_requests SET approved_by_user_id = $2, approved_at = now()
+WHERE request_id = $1 AND closed_at IS NULL AND proposed_at IS NOT NULL AND approved_at IS NULL
 RETURNING request_id
 """
 SELECT_REQUEST_IDS_OF_PERSON = """
@@ -125,7 +153,12 @@ FOR UPDATE
 UPDATE_CONTRACT_HOLDER = "UPDATE contracts SET holder_ciphertext = $2 WHERE contract_id = $1"
 
 # Erasure (privacy/subjects/erasure.py).
-ERASE = "SELECT table_name, rows_removed FROM erase_data_subject($1, $2, $3)"
+# A table may come back once per part of the erasure (the homes only the subject owned, each period of theirs
+# in homes others owned too): its rows are added up.
+ERASE = """
+SELECT table_name, sum(rows_removed)::bigint AS rows_removed FROM erase_data_subject($1, $2, $3)
+GROUP BY table_name
+"""
 # The account's creation time identifies it in a restored copy (ids of a restored database are given again).
 SELECT_SUBJECT = "SELECT user_id, created_at FROM users WHERE user_id = $1"
 # The erasure ledger's entries this database holds as done (privacy/keys/ledger.py).

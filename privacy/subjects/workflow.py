@@ -1,12 +1,14 @@
 """Data-subject requests: filed, answered within 28 days, and every change of status kept in their trail.
 
-An owner files for themselves, or for a resident who holds an access grant to one of the owner's homes (a
-resident exercises their rights through the owner who manages the gateway). The privacy officer may file
-for anyone, for a request that reached them another way. Restriction, objection and consent filed by the
-subject themselves take effect at once, and so does access (the export is made when it is downloaded);
-the rest waits in the privacy officer's queue until they complete or refuse it. A request's `details` hold
-no personal data; what is personal (rectified values) is sealed with the subject's account key, so it goes
-when their key goes.
+An owner files for themselves, or for a resident who accepted a grant to one of the owner's homes and still
+holds it (a resident exercises their rights through the owner who manages the gateway). The privacy officer
+may file for anyone, for a request that reached them another way. Restriction, objection and consent filed
+by the subject themselves take effect at once, and so does access (the export is made when it is
+downloaded); the rest waits in the privacy officer's queue until they complete or refuse it. An erasure
+takes four eyes: one privacy officer proposes completing it, and a second one, who neither filed nor
+proposed it, approves it, which carries it out. A request's `details` hold no personal data; what is
+personal (rectified values) is sealed with the subject's account key, so it goes when their key goes. What
+anyone does about another person's request is recorded in the audit trail.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from privacy.keys.subject_keys import SubjectKeyError, load_key, reserve_row_key
 from privacy.subjects import effects as request_effects
 from privacy.subjects import queries as q
 from privacy.subjects.model import Actor, RequestRefused, SubjectRequest, TrailEntry
+from thuis import audit
 from thuis.catalogue import Catalogue
 from thuis.db import Connection
 
@@ -35,6 +38,10 @@ NEXT_STATUSES = {"received": ("in_progress", "completed", "refused"), "in_progre
 # What takes effect the moment the subject asks for it themselves: nothing to verify or weigh.
 AT_ONCE = frozenset({"access", "restriction", "objection", "consent"})
 FILERS = frozenset({"owner", "privacy_officer"})
+# What takes a second privacy officer's approval to be carried out: what cannot be undone.
+FOUR_EYES = frozenset({"erasure"})
+# The audit trail's name for each status a request is moved to.
+STATUS_ACTIONS = {"in_progress": "start", "completed": "complete", "refused": "refuse"}
 __all__ = ["Actor", "RequestRefused", "SubjectRequest", "TrailEntry"]
 
 
@@ -87,6 +94,9 @@ async def file_request(
             "filed for themselves" if subject["user_id"] == filer.user_id else f"filed for {subject['role']}",
             request_id,
         )
+        await _record_action(
+            conn, actor=filer, subject_user_id=subject["user_id"], action="file", request_id=request_id
+        )
         if kind in AT_ONCE and subject["user_id"] == filer.user_id:
             request = await _locked(conn, keyring, request_id)
             outcome = await request_effects.take_effect(conn, keyring, None, request=request)
@@ -129,11 +139,10 @@ async def change_status(
     actor: Actor,
     status: str,
     note: str | None,
-    ledger: ErasureLedger | None = None,
 ) -> None:
     """Move a request on (the privacy officer); completing it does what it asks, refusing needs a reason.
 
-    Completing an erasure needs the erasure ledger, which records it before it commits.
+    An erasure is not completed here: a second officer's approval carries it out (`decide_proposal`).
     """
     if actor.role != "privacy_officer":
         raise RequestRefused(403, "only the privacy officer works the queue of data-subject requests")
@@ -150,6 +159,12 @@ async def change_status(
             raise RequestRefused(
                 409, f"request {request_id} is {request.status}; it can go to {' or '.join(allowed)} only"
             )
+        if status == "completed" and request.kind in FOUR_EYES:
+            raise RequestRefused(
+                409,
+                f"request {request_id} is an {request.kind}: it is carried out only when a second privacy "
+                f"officer approves it; propose it with POST /api/v1/privacy/requests/{request_id}/proposal",
+            )
         outcome = None
         if status == "refused":
             if not note:
@@ -157,11 +172,140 @@ async def change_status(
                     422, "body field note: say why the request is refused; the subject is told"
                 )
             outcome = note
-        elif status == "completed":
-            outcome = await request_effects.take_effect(
-                conn, keyring, catalogue, request=request, ledger=ledger
-            )
+        await _record_action(
+            conn,
+            actor=actor,
+            subject_user_id=request.subject_user_id,
+            action=STATUS_ACTIONS[status],
+            request_id=request_id,
+        )
+        if status == "completed":
+            outcome = await request_effects.take_effect(conn, keyring, catalogue, request=request)
         await _set_status(conn, request_id, actor=actor, status=status, outcome=outcome, note=note)
+
+
+async def propose_completion(
+    conn: Connection, keyring: Keyring, *, request_id: int, actor: Actor, note: str | None
+) -> None:
+    """Propose completing an erasure (a privacy officer); a second privacy officer approves it."""
+    async with conn.transaction():
+        request = await _open_four_eyes_request(conn, keyring, request_id=request_id, actor=actor)
+        if request.proposed_at is not None:
+            raise RequestRefused(
+                409,
+                f"request {request_id} was proposed for completion by "
+                f"{request.proposed_by_username or 'an erased account'} already",
+            )
+        await _record_action(
+            conn,
+            actor=actor,
+            subject_user_id=request.subject_user_id,
+            action=f"propose_{request.kind}",
+            request_id=request_id,
+        )
+        entry = f"proposed: {note}" if note else "proposed, for a second privacy officer to approve"
+        if await conn.fetchval(q.SET_PROPOSAL, request_id, actor.user_id, actor.role, entry) is None:
+            raise RequestRefused(409, f"request {request_id} changed meanwhile; look at it again")
+
+
+async def decide_proposal(
+    conn: Connection,
+    keyring: Keyring,
+    catalogue: Catalogue,
+    ledger: ErasureLedger,
+    *,
+    request_id: int,
+    actor: Actor,
+    approve: bool,
+    note: str | None,
+) -> None:
+    """Approve a proposed erasure (a second privacy officer), carrying it out, or reject the proposal.
+
+    Neither the officer who proposed it nor the one who filed it may approve it; anyone may reject it (the
+    proposer so withdraws it), after which any officer may propose it again. The approval's erasure is
+    written to the erasure ledger before its transaction, which records the approval too, commits.
+    """
+    async with conn.transaction():
+        request = await _open_four_eyes_request(conn, keyring, request_id=request_id, actor=actor)
+        if request.proposed_at is None:
+            raise RequestRefused(
+                409,
+                f"request {request_id} has no proposal to decide on; propose it with "
+                f"POST /api/v1/privacy/requests/{request_id}/proposal",
+            )
+        if not approve:
+            if not note:
+                raise RequestRefused(422, "body field note: say why the proposal is rejected")
+            await _record_action(
+                conn,
+                actor=actor,
+                subject_user_id=request.subject_user_id,
+                action=f"reject_{request.kind}",
+                request_id=request_id,
+            )
+            await conn.fetchval(
+                q.CLEAR_PROPOSAL, request_id, actor.user_id, actor.role, f"proposal rejected: {note}"
+            )
+            return
+        if actor.user_id == request.proposed_by_user_id:
+            raise RequestRefused(
+                403, f"you proposed request {request_id} yourself: a second privacy officer approves it"
+            )
+        if actor.user_id == request.filed_by_user_id:
+            raise RequestRefused(
+                403,
+                f"you filed request {request_id} yourself: a privacy officer who did not file it approves it",
+            )
+        await _record_action(
+            conn,
+            actor=actor,
+            subject_user_id=request.subject_user_id,
+            action=f"approve_{request.kind}",
+            request_id=request_id,
+        )
+        if await conn.fetchval(q.SET_APPROVAL, request_id, actor.user_id) is None:
+            raise RequestRefused(409, f"request {request_id} changed meanwhile; look at it again")
+        outcome = await request_effects.take_effect(conn, keyring, catalogue, request=request, ledger=ledger)
+        await _set_status(conn, request_id, actor=actor, status="completed", outcome=outcome, note=note)
+
+
+async def _open_four_eyes_request(
+    conn: Connection, keyring: Keyring, *, request_id: int, actor: Actor
+) -> SubjectRequest:
+    """Return an open request that takes four eyes, locked; refuse anyone but a privacy officer."""
+    if actor.role != "privacy_officer":
+        raise RequestRefused(403, "only privacy officers propose and approve carrying out a request")
+    request = await _locked(conn, keyring, request_id)
+    if request.kind not in FOUR_EYES:
+        raise RequestRefused(
+            409,
+            f"request {request_id} is a request for {request.kind}, which one privacy officer completes: "
+            f"use POST /api/v1/privacy/requests/{request_id}/status",
+        )
+    if request.closed_at is not None:
+        raise RequestRefused(
+            409, f"request {request_id} was closed ({request.status}) at {request.closed_at.isoformat()}"
+        )
+    if actor.user_id == request.subject_user_id:
+        raise RequestRefused(
+            403, f"request {request_id} is about you: other privacy officers propose and approve it"
+        )
+    return request
+
+
+async def _record_action(
+    conn: Connection, *, actor: Actor, subject_user_id: int | None, action: str, request_id: int
+) -> None:
+    """Record in the audit trail what someone did about another person's request."""
+    if subject_user_id is not None and subject_user_id != actor.user_id:
+        await audit.record_action(
+            conn,
+            actor=audit.Reader(actor.user_id, actor.role),
+            subject_user_id=subject_user_id,
+            action=action,
+            resource="subject_request",
+            detail=f"request {request_id}",
+        )
 
 
 async def _set_status(
@@ -244,6 +388,13 @@ async def _request(conn: Connection, keyring: Keyring, row: asyncpg.Record) -> S
         details=json.loads(row["details"]),
         personal_details=personal,
         outcome=row["outcome"],
+        proposed_by_user_id=row["proposed_by_user_id"],
+        proposed_by_username=row["proposed_by_username"],
+        proposed_at=row["proposed_at"],
+        approved_by_user_id=row["approved_by_user_id"],
+        approved_by_username=row["approved_by_username"],
+        approved_at=row["approved_at"],
+        subject_pseudonym=row["subject_pseudonym"],
         trail=[
             TrailEntry(
                 at=dt.datetime.fromisoformat(entry["at"]),

@@ -27,13 +27,15 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/account"): "anyone",
     ("PUT", "/api/v1/account/preferences"): "anyone",
     ("PUT", "/api/v1/account/email"): "anyone",
+    # Following the link sent to a new address needs no sign-in: the token proves the mailbox.
+    ("POST", "/api/v1/account/email/confirm"): "anyone",
     ("GET", "/api/v1/account/sessions"): "anyone",
     ("DELETE", "/api/v1/account/sessions/{session_id}"): "anyone",
     ("DELETE", "/api/v1/account/sessions"): "anyone",
     ("POST", "/api/v1/account/password"): "anyone",
     ("POST", "/api/v1/account/totp"): "anyone",
     ("POST", "/api/v1/account/totp/confirm"): "anyone",
-    ("DELETE", "/api/v1/account/totp"): "anyone",
+    ("POST", "/api/v1/account/totp/disable"): "anyone",
     ("POST", "/api/v1/account/recovery-codes"): "anyone",
     ("GET", "/api/v1/sites"): "anyone",
     ("GET", "/api/v1/sites/{site_id}"): READERS_OF_A,
@@ -55,6 +57,10 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("POST", "/api/v1/sites/{site_id}/assignments"): {"owner-a"},
     ("DELETE", "/api/v1/sites/{site_id}/assignments/{assignment_id}"): {"owner-a"},
     ("GET", "/api/v1/sites/{site_id}/access-log"): {"owner-a"},
+    # The world's open invitation is owner-b's to resident-a: only she answers it; each lists only their own.
+    ("GET", "/api/v1/invitations"): "anyone",
+    ("POST", "/api/v1/invitations/{invitation_id}/accept"): {"resident-a"},
+    ("POST", "/api/v1/invitations/{invitation_id}/decline"): {"resident-a"},
     ("GET", "/api/v1/installer/assignments"): {
         "installer-a",
         "installer-expired",
@@ -68,7 +74,11 @@ ALLOWED: dict[tuple[str, str], set[str] | str] = {
     ("GET", "/api/v1/privacy/requests"): "anyone",
     ("GET", "/api/v1/privacy/requests/{request_id}"): {"owner-a", "resident-a", "officer"},
     ("POST", "/api/v1/privacy/requests/{request_id}/status"): {"officer"},
-    ("GET", "/api/v1/privacy/requests/{request_id}/download"): {"owner-a", "resident-a", "officer"},
+    # Four eyes on erasure (tests/privacy/test_officer_attacks.py: which officer may approve which).
+    ("POST", "/api/v1/privacy/requests/{request_id}/proposal"): {"officer"},
+    ("POST", "/api/v1/privacy/requests/{request_id}/approval"): {"officer"},
+    # Only the subject downloads their access export: not owner-a who filed it, not the officer.
+    ("GET", "/api/v1/privacy/requests/{request_id}/download"): {"resident-a"},
     ("GET", "/api/v1/privacy/queue"): {"officer"},
     ("GET", "/api/v1/privacy/subjects"): {"officer"},
     # Each owner sees the privacy spent on their own homes (tests/api/test_research.py: only theirs).
@@ -108,6 +118,7 @@ class World:
     assignment_a: int
     request_a: int
     project_a: int
+    invitation_b: int
 
 
 def api_routes() -> set[tuple[str, str]]:
@@ -129,6 +140,7 @@ class WorldTemplate:
     assignment_a: int
     request_a: int
     project_a: int
+    invitation_b: int
 
 
 async def build_world(database: Database) -> WorldTemplate:
@@ -158,8 +170,10 @@ async def build_world(database: Database) -> WorldTemplate:
             site_a,
         )
         grant_a = portal.sql(
-            "INSERT INTO resident_grants (site_id, resident_user_id) "
-            "SELECT %s, user_id FROM users WHERE username = 'resident-a' RETURNING grant_id",
+            "INSERT INTO resident_grants (site_id, resident_user_id, invited_username, granted_at, "
+            "accepted_at) "
+            "SELECT %s, user_id, username, now() - interval '1 day', now() - interval '1 day' FROM users "
+            "WHERE username = 'resident-a' RETURNING grant_id",
             site_a,
         )[0][0]
 
@@ -176,6 +190,11 @@ async def build_world(database: Database) -> WorldTemplate:
                 installer,
             )[0][0]
 
+        invitation_b = portal.sql(
+            "INSERT INTO resident_grants (site_id, resident_user_id, invited_username) "
+            "SELECT %s, user_id, username FROM users WHERE username = 'resident-a' RETURNING grant_id",
+            site_b,
+        )[0][0]
         assignment_a = assign("installer-a", assigned="-1 day", expires="10 days")
         assign("installer-expired", assigned="-10 days", expires="-1 hour")
         assign("installer-revoked", assigned="-1 day", expires="10 days", revoked="-1 minute")
@@ -203,6 +222,7 @@ async def build_world(database: Database) -> WorldTemplate:
             assignment_a,
             filed.json()["request_id"],
             project.json()["project_id"],
+            invitation_b,
         )
 
 
@@ -241,6 +261,7 @@ async def world(
                 world_template.assignment_a,
                 world_template.request_a,
                 world_template.project_a,
+                world_template.invitation_b,
             )
     finally:
         drop(pg_cluster, copy)
@@ -255,10 +276,11 @@ def request_for(world: World, method: str, path: str) -> tuple[str, dict[str, ob
         session_id="00" * 32,
         request_id=world.request_a,
         project_id=world.project_a,
+        invitation_id=world.invitation_b,
     )
     bodies: dict[tuple[str, str], dict[str, object]] = {
         ("PUT", "/api/v1/sites/{site_id}/settings"): {"kind": "schedule", "name": "night", "definition": {}},
-        ("PUT", "/api/v1/account/email"): {"email": "someone@example.org"},
+        ("PUT", "/api/v1/account/email"): {"email": "someone@example.org", "current_password": "x"},
         ("PUT", "/api/v1/sites/{site_id}/address"): {
             "postcode": "1234 AB",
             "latitude": 52.1,
@@ -272,6 +294,8 @@ def request_for(world: World, method: str, path: str) -> tuple[str, dict[str, ob
         # For resident-a: only owner-a manages a home of theirs.
         ("POST", "/api/v1/privacy/requests"): {"kind": "access", "subject_username": "resident-a"},
         ("POST", "/api/v1/privacy/requests/{request_id}/status"): {"status": "in_progress"},
+        ("POST", "/api/v1/privacy/requests/{request_id}/proposal"): {"note": "identity checked"},
+        ("POST", "/api/v1/privacy/requests/{request_id}/approval"): {"decision": "approve"},
     }
     today = dt.datetime.now(dt.UTC).date()
     yesterday = today - dt.timedelta(days=1)
@@ -309,7 +333,9 @@ async def test_every_request_for_someone_elses_site_is_refused_and_reveals_nothi
     assert refused > 100
     # Nothing was changed by any of them.
     assert portal.sql("SELECT count(*) FROM system_settings") == [(0,)]
-    assert portal.sql("SELECT count(*) FROM resident_grants WHERE ended_at IS NULL") == [(1,)]
+    assert portal.sql(
+        "SELECT count(*), count(accepted_at), count(declined_at) FROM resident_grants WHERE ended_at IS NULL"
+    ) == [(2, 1, 0)]
     assert portal.sql("SELECT count(*) FROM installer_assignments WHERE revoked_at IS NULL") == [(2,)]
     assert portal.sql("SELECT count(*), min(status) FROM subject_requests") == [(1, "received")]
 
@@ -432,7 +458,7 @@ async def test_every_read_by_someone_else_is_recorded_and_the_owner_sees_it(worl
     records = portal.sql(
         "SELECT u.username, r.actor_role, r.resource, r.assignment_id, s.username "
         "FROM audit_records r JOIN users u ON u.user_id = r.actor_user_id "
-        "JOIN users s ON s.user_id = r.subject_user_id ORDER BY r.occurred_at"
+        "JOIN users s ON s.user_id = r.subject_user_id WHERE r.action = 'read' ORDER BY r.occurred_at"
     )
     assert records == [
         ("resident-a", "resident", "readings", None, "owner-a"),
@@ -458,7 +484,13 @@ async def test_every_read_by_someone_else_is_recorded_and_the_owner_sees_it(worl
         ("resident-a", "readings", None),
     ]
     trail = await portal.client.get("/api/v1/audit", headers=portal.people["officer"].headers)
-    assert len(trail.json()["items"]) == 3
+    # The three reads, and owner-a filing the world's request for resident-a (an action, not a read).
+    assert [(r["actor"], r["action"], r["resource"]) for r in trail.json()["items"]] == [
+        ("installer-a", "read", "owner"),
+        ("installer-a", "read", "readings"),
+        ("resident-a", "read", "readings"),
+        ("owner-a", "file", "subject_request"),
+    ]
 
 
 async def test_readings_page_with_a_cursor_and_bucket_by_the_hour(world: World):
@@ -501,7 +533,7 @@ async def test_the_installer_reads_the_address_the_owner_set_and_the_read_is_rec
     read = await portal.client.get(address, headers=installer.headers)
     assert read.json()["street"] == "Dorpsstraat"
     assert (await portal.client.get(address, headers=portal.people["resident-a"].headers)).status_code == 403
-    assert portal.sql("SELECT resource, assignment_id FROM audit_records") == [
+    assert portal.sql("SELECT resource, assignment_id FROM audit_records WHERE action = 'read'") == [
         ("address", world.assignment_a)
     ]
     for wrong, detail in (

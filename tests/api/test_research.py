@@ -21,7 +21,7 @@ from ops.accounts import set_site_owner
 from privacy.research.release import prepare_release
 from tests.fixtures.database import Database
 from tests.fixtures.portal import Person, Portal, running_portal
-from tests.privacy.population import END, START, homes_in, read_archive, seed
+from tests.privacy.population import END, START, Home, homes_in, read_archive, seed
 from tests.support import as_owner
 from thuis.db import connection
 
@@ -61,7 +61,12 @@ class Research:
 
 @pytest.fixture
 async def world(database: Database) -> AsyncIterator[Research]:
-    seeded = seed(database, homes_in({"1011": 12, "3511": 11}))
+    # Anna's and Bert's homes have no owner until they are given to them: theirs since the beginning.
+    unowned = Home("1011", owner="none")
+    seeded = seed(
+        database,
+        [unowned, unowned, *homes_in({"1011": 10}), Home("3511", owner="none"), *homes_in({"3511": 10})],
+    )
     async with running_portal(database) as portal:
         people = {
             name: portal.add_person(name, role, **extra)

@@ -21,7 +21,7 @@ async def portal(database: Database) -> AsyncIterator[Portal]:
         yield p
 
 
-async def test_a_resident_reads_a_site_while_granted_and_cannot_change_it(portal: Portal):
+async def test_a_resident_reads_a_site_once_they_accept_and_cannot_change_it(portal: Portal):
     anna = portal.add_person("anna", "owner")
     bram = portal.add_person("bram", "resident", resident_of="anna")
     site = portal.add_site("Huize Anna", owner="anna")
@@ -29,10 +29,17 @@ async def test_a_resident_reads_a_site_while_granted_and_cannot_change_it(portal
     await portal.sign_in(bram)
     url = f"/api/v1/sites/{site}"
     assert (await portal.client.get(url, headers=bram.headers)).status_code == 404
-    granted = await portal.client.post(f"{url}/residents", headers=anna.headers, json={"username": "Bram"})
-    assert granted.status_code == 201, granted.text
+    invited = await portal.client.post(f"{url}/residents", headers=anna.headers, json={"username": "Bram"})
+    assert invited.status_code == 202, invited.text
+    assert invited.json()["username"] == "bram"
     again = await portal.client.post(f"{url}/residents", headers=anna.headers, json={"username": "bram"})
-    assert (again.status_code, again.json()["detail"]) == (409, f"bram may read site {site} already")
+    assert (again.status_code, again.json()) == (202, invited.json())
+    assert (await portal.client.get(url, headers=bram.headers)).status_code == 404  # not accepted yet
+    [invitation] = (await portal.client.get("/api/v1/invitations", headers=bram.headers)).json()
+    accepted = await portal.client.post(
+        f"/api/v1/invitations/{invitation['invitation_id']}/accept", headers=bram.headers
+    )
+    assert accepted.status_code == 200, accepted.text
     seen = await portal.client.get(url, headers=bram.headers)
     assert (seen.status_code, seen.json()["access"]) == (200, "resident")
     change = await portal.client.put(
@@ -42,20 +49,18 @@ async def test_a_resident_reads_a_site_while_granted_and_cannot_change_it(portal
         403,
         f"only the owner of site {site} may do this",
     )
-    ended = await portal.client.delete(f"{url}/residents/{granted.json()['grant_id']}", headers=anna.headers)
+    ended = await portal.client.delete(f"{url}/residents/{invitation['invitation_id']}", headers=anna.headers)
     assert ended.status_code == 204
     assert (await portal.client.get(url, headers=bram.headers)).status_code == 404
     history = await portal.client.get(
         f"{url}/residents", headers=anna.headers, params={"include_ended": True}
     )
-    assert [(g["username"], g["ended_at"] is not None) for g in history.json()] == [("bram", True)]
-    not_a_resident = await portal.client.post(
-        f"{url}/residents", headers=anna.headers, json={"username": "anna"}
-    )
-    assert (not_a_resident.status_code, not_a_resident.json()["detail"]) == (
-        422,
-        "body field username: there is no resident account 'anna'",
-    )
+    assert [(g["username"], g["status"], g["ended_at"] is not None) for g in history.json()] == [
+        ("bram", "ended", True)
+    ]
+    bad = await portal.client.post(f"{url}/residents", headers=anna.headers, json={"username": ""})
+    assert (bad.status_code, bad.headers["content-type"]) == (422, "application/problem+json")
+    assert bad.json()["detail"].startswith("body field username:")
 
 
 async def test_the_owner_keeps_the_settings_of_a_site(portal: Portal):
@@ -143,6 +148,27 @@ def test_thuis_users_creates_accounts_and_owners(database: Database):
     assert no_company.stderr.strip() == "thuis users: an installer belongs to an installer company: name it"
     no_site = users("own", "999", "anna", password="")
     assert no_site.stderr.strip() == "thuis users: there is no site 999"
+    with psycopg.connect(database.owner_url, autocommit=True) as conn:
+        row = conn.execute("INSERT INTO sites (label) VALUES ('Huize') RETURNING site_id").fetchone()
+        assert row is not None
+        site = str(row[0])
+    first = users("own", site, "anna", password="")
+    assert (first.returncode, first.stdout.strip()) == (
+        0,
+        f"site {site} is anna's since the site's beginning",
+    )
+    # An unknown owner is refused, and leaves the site as it was (its owner, and everything it ends).
+    unknown = users("own", site, "nobody", password="")
+    assert (unknown.returncode, unknown.stderr.strip()) == (1, "thuis users: there is no owner 'nobody'")
+    assert owner_of(database, site) == "anna"
+    assert users("add", "bert", "--role", "owner").returncode == 0
+    moved = users("own", site, "bert", password="")
+    assert moved.returncode == 0, moved.stderr
+    assert moved.stdout.startswith(f"site {site} is bert's from ")
+    assert moved.stdout.strip().endswith(
+        "anna's period ended, with 0 resident grant(s) and 0 installer assignment(s)"
+    )
+    assert owner_of(database, site) == "bert"
 
 
 def count_rows(database: Database, table: str) -> int:
@@ -150,3 +176,15 @@ def count_rows(database: Database, table: str) -> int:
         row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608 - a fixed name
         assert row is not None
         return int(row[0])
+
+
+def owner_of(database: Database, site: str) -> str | None:
+    with psycopg.connect(database.owner_url) as conn:
+        row = conn.execute(
+            "SELECT u.username FROM sites s LEFT JOIN users u ON u.user_id = s.owner_user_id "
+            "WHERE s.site_id = %s",
+            (int(site),),
+        ).fetchone()
+        assert row is not None
+        owner: str | None = row[0]
+        return owner

@@ -183,6 +183,7 @@ def test_an_owner_assigns_an_installer_who_sees_the_site_only_while_assigned(
         expect(listed).to_have_count(1)
         screenshot(installer, "installer")
         listed.get_by_role("link", name="Grachtenhuis").click()
+        # While assigned, an installer sees the owner's period: the installation's history included.
         expect(installer.locator("#chart-hourly rect.bar-import")).to_have_count(SEEDED_HOURS)
         expect(installer.get_by_text("your reads are recorded")).to_be_visible()
 
@@ -271,11 +272,12 @@ def test_an_owner_files_privacy_requests_and_the_officer_works_the_queue(
 ):
     anna = web.add_person("anna", "owner", email="anna@example.org")
     olga = web.add_person("olga", "privacy_officer")
+    oscar = web.add_person("oscar", "privacy_officer")
     web.add_person("rita", "resident", resident_of="anna")
     site_id = web.add_site("Grachtenhuis", owner="anna")
     web.sql(
-        "INSERT INTO resident_grants (site_id, resident_user_id) "
-        "SELECT %s, user_id FROM users WHERE username = 'rita'",
+        "INSERT INTO resident_grants (site_id, resident_user_id, invited_username, accepted_at) "
+        "SELECT %s, user_id, username, now() FROM users WHERE username = 'rita'",
         site_id,
     )
     sign_in(page, web, anna)
@@ -310,13 +312,37 @@ def test_an_owner_files_privacy_requests_and_the_officer_works_the_queue(
         expect(row.locator(".due")).to_contain_text("overdue 2 days")
         row.get_by_role("button", name="Refuse").click()
         expect(officer.get_by_role("alert")).to_contain_text("say why the request is refused")
-        screenshot(officer, "privacy-queue")
+        # An erasure takes two officers: Olga proposes it, and cannot approve her own proposal.
         row = officer.locator(f"#queue tr[data-request='{erasure_id}']")
-        row.get_by_role("button", name="Complete").click()
-        expect(officer.get_by_role("status")).to_contain_text(f"Request {erasure_id} is completed: erased")
-        expect(officer.get_by_text("No open requests.")).to_be_visible()
+        expect(row.get_by_role("button", name="Complete")).to_have_count(0)
+        row.get_by_label(f"Note on proposing request {erasure_id}").fill("identity checked by phone")
+        row.get_by_role("button", name="Propose erasure").click()
+        expect(officer.get_by_role("status")).to_contain_text(f"Request {erasure_id} is in progress.")
+        row = officer.locator(f"#queue tr[data-request='{erasure_id}']")
+        expect(row.locator(".state")).to_contain_text("proposed by olga")
+        expect(row).to_contain_text("Proposed by you: a second privacy officer approves it.")
+        expect(row.get_by_role("button", name="Approve erasure")).to_have_count(0)
     finally:
         officer_context.close()
+    assert web.sql("SELECT count(*) FROM users WHERE username = 'rita'") == [(1,)]
+    # Oscar, a second officer, approves it on his queue: now it is carried out.
+    second_context = browser.new_context(viewport={"width": 1200, "height": 900})
+    second = second_context.new_page()
+    try:
+        sign_in(second, web, oscar)
+        row = second.locator(f"#queue tr[data-request='{erasure_id}']")
+        screenshot(second, "privacy-queue")
+        row.get_by_role("button", name="Approve erasure").click()
+        expect(second.get_by_role("status")).to_contain_text(f"Request {erasure_id} is completed: erased")
+        expect(second.get_by_text("No open requests.")).to_be_visible()
+    finally:
+        second_context.close()
     assert web.sql("SELECT count(*) FROM users WHERE username = 'rita'") == [(0,)]
+    assert web.sql(
+        "SELECT p.username, a.username FROM subject_requests r "
+        "JOIN users p ON p.user_id = r.proposed_by_user_id JOIN users a ON a.user_id = r.approved_by_user_id "
+        "WHERE r.request_id = %s",
+        erasure_id,
+    ) == [("olga", "oscar")]
     page.reload()
     expect(page.locator(f"#requests tr[data-request='{erasure_id}'] .state")).to_have_text("completed")

@@ -26,7 +26,7 @@ from privacy.research.release import prepare_release
 from privacy.research.request import ReleaseRequest
 from tests.fixtures.database import Database
 from tests.fixtures.web import WebPortal, screenshot, sign_in
-from tests.privacy.population import DAYS, END, START, homes_in, seed
+from tests.privacy.population import DAYS, END, START, Home, homes_in, seed
 from tests.support import as_owner, blocking
 from thuis.db import connection
 
@@ -250,7 +250,8 @@ def test_research_pages_are_only_for_researchers_and_the_officer(web: WebPortal,
 
 
 def test_an_owner_sees_the_privacy_spent_on_their_home(web: WebPortal, page: Page):
-    seeded = seed(web.portal.database, homes_in({"1011": 12, "3511": 10}))
+    # Anna's home has no owner until it is given to her: hers since the beginning.
+    seeded = seed(web.portal.database, [Home("1011", owner="none"), *homes_in({"1011": 11, "3511": 10})])
     anna = web.add_person("anna", "owner")
     rosa = web.add_person("rosa", "researcher")
     home = seeded.site_ids[0]  # in 1011

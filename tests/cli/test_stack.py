@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mailbox
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 def test_stack_up_stores_simulated_readings_and_stops_on_ctrl_c(workdir: Path):
     state = workdir / "stack"
-    pg_port, mqtt_port, api_port = free_port(), free_port(), free_port()
+    pg_port, mqtt_port, api_port, smtp_port = free_port(), free_port(), free_port(), free_port()
     command = [
         sys.executable,
         "-m",
@@ -35,6 +36,8 @@ def test_stack_up_stores_simulated_readings_and_stops_on_ctrl_c(workdir: Path):
         str(mqtt_port),
         "--api-port",
         str(api_port),
+        "--smtp-port",
+        str(smtp_port),
         "--benext",
         "2",
         "--maxem",
@@ -65,6 +68,22 @@ def test_stack_up_stores_simulated_readings_and_stops_on_ctrl_c(workdir: Path):
         sites = httpx.get(f"{portal}/api/v1/sites", headers={"Authorization": f"Bearer {token}"}).json()
         assert len(sites) == 4
         assert {site["access"] for site in sites} == {"owner"}
+        # Mail the portal sends lands in the Maildir the banner names: a link to a new address, say.
+        maildir = state.resolve() / "mail"
+        assert f"{maildir}/new/" in banner
+        asked = httpx.put(
+            f"{portal}/api/v1/account/email",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"email": "demo@example.org", "current_password": demo_password},
+        )
+        assert asked.status_code == 202, asked.text
+        deadline = time.monotonic() + 30
+        received: list[str] = []
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.2)
+            received = [m.get_payload() for m in mailbox.Maildir(maildir)]
+        assert len(received) == 1
+        assert f"http://localhost:{api_port}/account/email/confirm?token=" in str(received[0])
         with psycopg.connect(url) as conn:
             deadline = time.monotonic() + 30
             rolled = 0
@@ -107,7 +126,7 @@ def _read_until(process: subprocess.Popen[str], marker: str, timeout_s: float = 
         seen.append(line)
         if marker in line:
             # The banner goes on for a few lines.
-            for _ in range(11):
+            for _ in range(13):
                 seen.append(process.stdout.readline())
             return "".join(seen)
     raise AssertionError(f"no {marker!r} within {timeout_s} s:\n" + "".join(seen))

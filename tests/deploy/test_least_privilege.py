@@ -64,6 +64,7 @@ EXPECTED_SECRETS = {
     "api": {"api_db_password", "api_secret_key"},
     "sim": set(),
     "revocations": {"certs_db_password"},
+    "mail": set(),
 }
 
 

@@ -105,29 +105,7 @@ def seed(database: Database, homes: list[Home], *, hourly: bool = False, days: i
             owner_id = None
             name = f"jansen{number:05d}"
             if home.owner != "none":
-                key_id = conn.execute(
-                    "INSERT INTO subject_keys (scope, master_key_id, wrapped_key) "
-                    "VALUES ('account', 'test', '\\x00') RETURNING key_id"
-                ).fetchall()[0][0]
-                since = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-                owner_id = conn.execute(
-                    "INSERT INTO users (username, password_hash, role, key_id, closed_at, restricted_since, "
-                    "objects_to_research_since) VALUES (%s, 'not-a-hash', 'owner', %s, %s, %s, %s) "
-                    "RETURNING user_id",
-                    (
-                        name,
-                        key_id,
-                        since if home.owner == "closed" else None,
-                        since if home.owner == "restricted" else None,
-                        since if home.owner == "objected" else None,
-                    ),
-                ).fetchall()[0][0]
-                if home.consents:
-                    conn.execute(
-                        "INSERT INTO consent_records (recorded_at, user_id, purpose, given, wording) "
-                        "VALUES (now(), %s, 'research', true, 'May we use your series for research?')",
-                        (owner_id,),
-                    )
+                owner_id = add_owner(conn, name, standing=home.owner, consents=home.consents)
             pc6 = f"{home.postcode_area} {chr(65 + number % 26)}{chr(65 + number // 26 % 26)}"
             latitude, longitude = home.coordinate
             label = f"Huize Jansen {number}, Kerkstraat {number}, {pc6}, {latitude:.6f},{longitude:.6f}"
@@ -164,6 +142,55 @@ def seed(database: Database, homes: list[Home], *, hourly: bool = False, days: i
             seeded.secrets += [name, f"{name}@example.nl", pc6, pc6.replace(" ", ""), serial, label]
             seeded.secrets += [f"{latitude:.6f}", f"{longitude:.6f}"]
     return seeded
+
+
+def add_owner(conn: psycopg.Connection[Any], name: str, *, standing: str, consents: bool) -> int:
+    """Make an owner account in a standing (STANDINGS, not "none"), with their latest research consent."""
+    key_id = conn.execute(
+        "INSERT INTO subject_keys (scope, master_key_id, wrapped_key) "
+        "VALUES ('account', 'test', '\\x00') RETURNING key_id"
+    ).fetchall()[0][0]
+    since = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    owner_id: int = conn.execute(
+        "INSERT INTO users (username, password_hash, role, key_id, closed_at, restricted_since, "
+        "objects_to_research_since) VALUES (%s, 'not-a-hash', 'owner', %s, %s, %s, %s) "
+        "RETURNING user_id",
+        (
+            name,
+            key_id,
+            since if standing == "closed" else None,
+            since if standing == "restricted" else None,
+            since if standing == "objected" else None,
+        ),
+    ).fetchall()[0][0]
+    if consents:
+        conn.execute(
+            "INSERT INTO consent_records (recorded_at, user_id, purpose, given, wording) "
+            "VALUES (now(), %s, 'research', true, 'May we use your series for research?')",
+            (owner_id,),
+        )
+    return owner_id
+
+
+def hand_over(
+    database: Database, site_id: int, *, at: dt.datetime, standing: str = "ok", consents: bool = False
+) -> int:
+    """Make a new owner (in a standing) the owner of a seeded home, as if it changed hands `at`; return them.
+
+    The transfer is made as `thuis users own` makes it (the database records the periods), then dated back.
+    """
+    with psycopg.connect(database.owner_url) as conn:
+        new_owner = add_owner(conn, f"nieuw{site_id:05d}", standing=standing, consents=consents)
+        conn.execute("UPDATE sites SET owner_user_id = %s WHERE site_id = %s", (new_owner, site_id))
+        conn.execute(
+            "UPDATE site_ownership_periods SET ended_at = %s WHERE site_id = %s AND ended_at IS NOT NULL",
+            (at, site_id),
+        )
+        conn.execute(
+            "UPDATE site_ownership_periods SET started_at = %s WHERE site_id = %s AND ended_at IS NULL",
+            (at, site_id),
+        )
+    return new_owner
 
 
 def read_archive(archive: bytes) -> Archive:

@@ -34,6 +34,7 @@ from privacy.keys.crypto import (
 )
 from privacy.keys.fields import CONTRACTS_HOLDER, SEALED_COLUMNS, USERS_EMAIL, SealedColumn
 from tests.fixtures.database import Database
+from tests.fixtures.mail import MailServer, confirmation_token
 from tests.fixtures.portal import Portal, running_portal
 
 KEY = new_data_key()
@@ -195,28 +196,40 @@ async def portal(database: Database) -> AsyncIterator[Portal]:
         yield p
 
 
-async def test_an_email_address_can_be_changed_and_is_found_by_its_keyed_hash(portal: Portal):
-    anna = portal.add_person("anna", "owner")
-    await portal.sign_in(anna)
-    response = await portal.client.put(
-        "/api/v1/account/email", json={"email": "Anna@Example.org"}, headers=anna.headers
-    )
-    assert (response.status_code, response.json()["email"]) == (200, "Anna@Example.org")
-    keyring = portal.database.keyring
-    found = portal.sql(
-        "SELECT username FROM users WHERE email_hash = %s", keyring.email_hash("anna@example.ORG")
-    )
-    assert found == [("anna",)]
-    wrong = await portal.client.put(
-        "/api/v1/account/email", json={"email": "not-an-address"}, headers=anna.headers
-    )
-    assert wrong.status_code == 422
-    assert wrong.headers["content-type"] == "application/problem+json"
-    cleared = await portal.client.put("/api/v1/account/email", json={"email": None}, headers=anna.headers)
-    assert cleared.json()["email"] is None
-    assert portal.sql("SELECT email_hash, email_ciphertext FROM users WHERE username = 'anna'") == [
-        (None, None)
-    ]
+async def test_an_email_address_can_be_changed_and_is_found_by_its_keyed_hash(
+    database: Database, mail: MailServer
+):
+    async with running_portal(database, smtp_port=mail.port) as portal:
+        anna = portal.add_person("anna", "owner")
+        await portal.sign_in(anna)
+        proof = {"current_password": anna.password}
+        response = await portal.client.put(
+            "/api/v1/account/email", json={"email": "Anna@Example.org", **proof}, headers=anna.headers
+        )
+        assert (response.status_code, response.json()["pending_email"]) == (202, "Anna@Example.org")
+        # In force (and found by its hash) once the link sent to it is followed.
+        [link] = await mail.wait_for("Anna@Example.org")
+        confirmed = await portal.client.post(
+            "/api/v1/account/email/confirm", json={"token": confirmation_token(link)}
+        )
+        assert confirmed.status_code == 204
+        keyring = portal.database.keyring
+        found = portal.sql(
+            "SELECT username FROM users WHERE email_hash = %s", keyring.email_hash("anna@example.ORG")
+        )
+        assert found == [("anna",)]
+        wrong = await portal.client.put(
+            "/api/v1/account/email", json={"email": "not-an-address", **proof}, headers=anna.headers
+        )
+        assert wrong.status_code == 422
+        assert wrong.headers["content-type"] == "application/problem+json"
+        cleared = await portal.client.put(
+            "/api/v1/account/email", json={"email": None, **proof}, headers=anna.headers
+        )
+        assert cleared.json()["email"] is None
+        assert portal.sql("SELECT email_hash, email_ciphertext FROM users WHERE username = 'anna'") == [
+            (None, None)
+        ]
 
 
 def keys_command(database: Database, *args: str) -> subprocess.CompletedProcess[str]:

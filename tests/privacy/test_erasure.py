@@ -156,8 +156,8 @@ def seed_household(
     sql(conn, "INSERT INTO display_preferences (user_id, language) VALUES (%s, 'en')", account.user_id)
     sql(
         conn,
-        "INSERT INTO resident_grants (site_id, resident_user_id, granted_by) "
-        "SELECT %s, user_id, %s FROM users WHERE username = %s",
+        "INSERT INTO resident_grants (site_id, resident_user_id, granted_by, invited_username, accepted_at) "
+        "SELECT %s, user_id, %s, username, now() FROM users WHERE username = %s",
         site_id,
         account.user_id,
         resident,

@@ -61,9 +61,11 @@ async def world(database: Database) -> AsyncIterator[World]:
         olga = portal.add_person("olga", "privacy_officer")
         site_id = portal.add_site("Grachtenhuis", owner="anna")
         bert_site = portal.add_site("Bert's flat", owner="bert")
+        # Each resident accepted their owner's grant.
         portal.sql(
-            "INSERT INTO resident_grants (site_id, resident_user_id, granted_by) "
-            "VALUES (%s, %s, %s), (%s, %s, %s)",
+            "INSERT INTO resident_grants (site_id, resident_user_id, granted_by, invited_username, "
+            "accepted_at) "
+            "VALUES (%s, %s, %s, 'rita', now()), (%s, %s, %s, 'rob', now())",
             site_id,
             rita.account.user_id,
             anna.account.user_id,
@@ -430,39 +432,41 @@ async def test_the_access_zip_holds_every_category_of_the_catalogue_and_who_the_
     assert by_id["energy_readings"]["rows"] == {"energy_readings": seeded["energy_readings"]}
     assert by_id["billing_records"]["legal_minimum"] == "7 years"
     assert "Kept: 7 years" in files["README.txt"].decode()
-    # Her own download is not a read by someone else; the privacy officer's is.
-    assert portal.sql("SELECT count(*) FROM audit_records WHERE resource = 'access_export'") == [(0,)]
+    # Only she downloads it: the privacy officer sees the request, never its content.
     by_officer = await portal.client.get(filed["download_url"], headers=world.olga.headers)
-    assert by_officer.status_code == 200
-    assert portal.sql(
-        "SELECT actor_role, subject_user_id, detail FROM audit_records WHERE resource = 'access_export'"
-    ) == [("privacy_officer", world.user_id(world.anna), f"request {filed['request_id']}")]
+    assert by_officer.status_code == 403
+    assert portal.sql("SELECT count(*) FROM audit_records") == [(1,)]  # the installer's read, nothing more
 
 
-async def test_a_residents_export_is_ready_once_the_officer_completes_it_and_the_owners_read_is_recorded(
+async def test_a_residents_export_is_ready_once_the_officer_completes_it_and_only_she_downloads_it(
     world: World,
 ):
     portal = world.portal
     filed = await file(world, world.anna, {"kind": "access", "subject_username": "rita"})
     url = f"/api/v1/privacy/requests/{filed['request_id']}/download"
-    early = await portal.client.get(url, headers=world.anna.headers)
+    early = await portal.client.get(url, headers=world.rita.headers)
     assert (early.status_code, early.json()["detail"]) == (
         409,
         f"the export of request {filed['request_id']} is not ready: the request is received",
     )
     await set_status(world, filed["request_id"], "completed")
-    for person in (world.anna, world.rita):
-        response = await portal.client.get(url, headers=person.headers)
-        assert response.status_code == 200
-        files = unzip(response.content)
-        assert json.loads(files["user_data.json"])["tables"]["users"][0]["username"] == "rita"
-        # Her home, for the time she was granted it, without the owner's address.
-        [home] = json.loads(files["product_information.json"])["tables"]["sites"]
-        assert (home["label"], home["street"]) == ("Grachtenhuis", None)
+    response = await portal.client.get(url, headers=world.rita.headers)
+    assert response.status_code == 200
+    files = unzip(response.content)
+    assert json.loads(files["user_data.json"])["tables"]["users"][0]["username"] == "rita"
+    # Her home, for the time she was granted it, without the owner's address.
+    [home] = json.loads(files["product_information.json"])["tables"]["sites"]
+    assert (home["label"], home["street"]) == ("Grachtenhuis", None)
+    # Anna filed it for her and follows it, but does not get its content; Bert does not even see it.
+    assert (await portal.client.get(url, headers=world.anna.headers)).status_code == 403
     assert (await portal.client.get(url, headers=world.bert.headers)).status_code == 404
+    # What Anna and the officer did about Rita's request is in the audit trail; no one read her export.
     assert portal.sql(
-        "SELECT actor_role, subject_user_id FROM audit_records WHERE resource = 'access_export'"
-    ) == [("owner", world.user_id(world.rita))]
+        "SELECT actor_role, action, resource, subject_user_id FROM audit_records ORDER BY 1"
+    ) == [
+        ("owner", "file", "subject_request", world.user_id(world.rita)),
+        ("privacy_officer", "complete", "subject_request", world.user_id(world.rita)),
+    ]
 
 
 async def test_erasure_by_the_officer_removes_the_subject_and_keeps_billing_records_for_seven_years(
@@ -481,8 +485,29 @@ async def test_erasure_by_the_officer_removes_the_subject_and_keeps_billing_reco
         ended,
         anna_id,
     )
-    done = await set_status(world, filed["request_id"], "completed", "identity checked")
+    # Two privacy officers: Olga proposes it, Oscar approves it, which carries it out.
+    oscar = portal.add_person("oscar", "privacy_officer")
+    assert (await portal.sign_in(oscar)).status_code == 200
+    proposal = await portal.client.post(
+        f"/api/v1/privacy/requests/{filed['request_id']}/proposal",
+        json={"note": "identity checked"},
+        headers=world.olga.headers,
+    )
+    assert proposal.status_code == 200, proposal.text
+    approval = await portal.client.post(
+        f"/api/v1/privacy/requests/{filed['request_id']}/approval",
+        json={"decision": "approve"},
+        headers=oscar.headers,
+    )
+    assert approval.status_code == 200, approval.text
+    done = approval.json()
     assert (done["status"], done["subject_username"], done["filed_by_username"]) == ("completed", None, None)
+    assert (done["proposed_by_username"], done["approved_by_username"]) == ("olga", "oscar")
+    assert done["outcome"].endswith(
+        "kept with a pseudonym in place of your name, for accountability (GDPR art. 5(2)): audit records "
+        "(2 years from the time it was recorded); data-subject requests (2 years from the closing of the "
+        "request)"
+    )
     kept_until = (ended + dt.timedelta(days=7 * 365 + 2)).date()
     assert "erased:" in done["outcome"]
     assert "User data: billing records (1) are kept until" in done["outcome"]
@@ -500,7 +525,11 @@ async def test_erasure_by_the_officer_removes_the_subject_and_keeps_billing_reco
     # The request stays, as proof it was answered, naming no one.
     stored = portal.sql("SELECT subject_user_id, filed_by_user_id, status, trail::text FROM subject_requests")
     assert [(s[0], s[1], s[2]) for s in stored] == [(None, None, "completed")]
-    assert [e["actor_user_id"] for e in json.loads(stored[0][3])] == [None, world.user_id(world.olga)]
+    assert [e["actor_user_id"] for e in json.loads(stored[0][3])] == [
+        None,
+        world.user_id(world.olga),
+        oscar.account.user_id,
+    ]
     # Rita, Anna's resident, stays: she has her own account.
     assert portal.sql("SELECT count(*) FROM users WHERE username = 'rita'") == [(1,)]
 

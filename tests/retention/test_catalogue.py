@@ -42,10 +42,13 @@ EXPECTED = {
     "billing_records": ("7 years", "7 years"),
     "audit_records": ("2 years", "none"),
     "sessions": ("0 days", "none"),  # until the session expires or is ended
+    "home_ownership": ("indefinitely", "none"),  # as long as the data it attributes
     "access_grants": ("2 years", "none"),
     "data_subject_requests": ("2 years", "none"),  # after the request was closed
     "research_releases": ("indefinitely", "none"),  # a budget holds only with every release on its ledger
     "privacy_loss_records": ("indefinitely", "none"),  # as long as the home
+    "pending_email_changes": ("0 days", "none"),  # until the link is followed or expires
+    "outgoing_mail": ("7 days", "none"),  # deleted once sent; stale after a week
 }
 
 
@@ -103,7 +106,11 @@ def test_energy_readings_kept_for_a_limited_time_must_still_reach_ten_years(tmp_
         ('tables = ["quarantine"]', 'tables = ["gateways"]', "table 'gateways' is in more than one category"),
         ('keep = "5 days"', 'keep = "5 fortnights"', "is not a period like"),
         ('keep = "5 days"', 'keep = "-5 days"', "is not a period like"),
-        ('tables = ["login_events"]', "tables = []", "category login_data: names no table"),
+        (
+            'tables = ["login_events", "sign_in_throttle"]',
+            "tables = []",
+            "category login_data: names no table",
+        ),
         ('measured_from = "order_date"', 'measured_from = "whenever"', "measured_from must be one of"),
         (
             'source = "BeNext privacy regulation"\n',

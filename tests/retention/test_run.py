@@ -285,6 +285,8 @@ async def test_a_run_removes_exactly_what_expired_and_records_it(database: Datab
         "sessions",
         "access_grants",
         "data_subject_requests",
+        "pending_email_changes",
+        "outgoing_mail",
     }
 
     # A second run at the same clock finds nothing more to remove.
@@ -310,18 +312,20 @@ async def test_a_run_told_to_stop_records_what_it_removed_and_leaves_the_rest(da
     before = snapshot(database)
     conn = await asyncpg.connect(database.retention_url)
     try:
-        # Told to stop while the first two tables (login events, connectivity events) are in hand.
-        stopped = await run_retention(conn, load_catalogue(), now=NOW, stopping=StopAfter(2))
+        # Told to stop while the first three tables (login events and the sign-in buckets, connectivity
+        # events) are in hand.
+        stopped = await run_retention(conn, load_catalogue(), now=NOW, stopping=StopAfter(3))
     finally:
         await conn.close()
     assert [(r.category, r.table) for r in stopped] == [
         ("login_data", "login_events"),
+        ("login_data", "sign_in_throttle"),
         ("gateway_connectivity", "gateway_connectivity_events"),
     ]
-    assert stopped[1].rows == 40 * 24 + 1 - ((NOW - EVENTS_CUTOFF) // dt.timedelta(hours=1) + 1)
+    assert stopped[2].rows == 40 * 24 + 1 - ((NOW - EVENTS_CUTOFF) // dt.timedelta(hours=1) + 1)
     with psycopg.connect(database.owner_url) as conn:
         recorded = conn.execute(
-            "SELECT category, rows_removed FROM retention_run_categories ORDER BY category"
+            "SELECT category, rows_removed FROM retention_run_categories ORDER BY category, rows_removed"
         ).fetchall()
         quarantined = conn.execute("SELECT count(*), min(last_received_at) FROM quarantine").fetchone()
     assert recorded == sorted((r.category, r.rows) for r in stopped)

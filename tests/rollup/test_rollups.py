@@ -16,6 +16,7 @@ import asyncpg
 import psycopg
 import pytest
 
+from api.services.access import ALWAYS
 from api.services.energy import (
     DailyPoint,
     HourlyPoint,
@@ -147,12 +148,14 @@ async def assert_rollups_equal_raw(
 ) -> None:
     conn = await asyncpg.connect(database.api_url)
     try:
-        hourly = await hourly_series(conn, site_id=site_id, start=start, end=end)
+        hourly = await hourly_series(conn, site_id=site_id, start=start, end=end, windows=ALWAYS)
         assert hourly, "no hourly points"
         assert_same(hourly, await hourly_series_raw(conn, site_id=site_id, start=start, end=end))
         first, last = start.date() - dt.timedelta(days=1), end.date() + dt.timedelta(days=2)
         for zone in zones:
-            daily = await daily_series(conn, site_id=site_id, start=first, end=last, time_zone=zone)
+            daily = await daily_series(
+                conn, site_id=site_id, start=first, end=last, time_zone=zone, windows=ALWAYS
+            )
             assert daily, f"no daily points in {zone}"
             raw = await daily_series_raw(conn, site_id=site_id, start=first, end=last, time_zone=zone)
             assert_same(daily, raw)
@@ -379,11 +382,12 @@ async def test_energy_summary_per_day_and_month(database: Database):
         raw = await daily_series_raw(
             conn, site_id=site_id, start=first, end=last, time_zone="Europe/Amsterdam"
         )
+        zone = "Europe/Amsterdam"
         days = await energy_summary(
-            conn, site_id=site_id, start=first, end=last, time_zone="Europe/Amsterdam", resolution="day"
+            conn, site_id=site_id, start=first, end=last, time_zone=zone, resolution="day", windows=ALWAYS
         )
         months = await energy_summary(
-            conn, site_id=site_id, start=first, end=last, time_zone="Europe/Amsterdam", resolution="month"
+            conn, site_id=site_id, start=first, end=last, time_zone=zone, resolution="month", windows=ALWAYS
         )
     finally:
         await conn.close()

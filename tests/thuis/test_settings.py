@@ -18,6 +18,12 @@ DATABASE_PASSWORD = "postgres"  # a placeholder: refused outside development and
 API_KEY = "api-key-f00dfeedcafe-9d2b7e51a4c3-0123456789"
 DATABASE_URL = f"postgresql://thuis_api:{DATABASE_PASSWORD}@db-host-7f3e.example:5432/thuis"
 SECRETS = (API_KEY, "db-host-7f3e", f":{DATABASE_PASSWORD}@")
+# What the portal needs besides: where its links point and its mail goes.
+PORTAL_MAIL = {
+    "THUIS_PORTAL_URL": "https://thuis.example.org",
+    "THUIS_SMTP_HOST": "smtp.example.org",
+    "THUIS_SMTP_FROM": "Thuis <noreply@example.org>",
+}
 
 COMMANDS = [
     ["ingest"],
@@ -72,6 +78,7 @@ def test_a_placeholder_database_password_is_refused_without_repeating_any_secret
         THUIS_MQTT_CA_FILE="/nonexistent/ca.crt",
         THUIS_MQTT_CERT_FILE="/nonexistent/c.crt",
         THUIS_MQTT_KEY_FILE="/nonexistent/c.key",
+        **PORTAL_MAIL,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
@@ -162,8 +169,39 @@ def test_a_process_that_serves_data_refuses_to_start_without_the_erasure_ledger(
         THUIS_MQTT_CA_FILE="/nonexistent/ca.crt",
         THUIS_MQTT_CERT_FILE="/nonexistent/c.crt",
         THUIS_MQTT_KEY_FILE="/nonexistent/c.key",
+        **PORTAL_MAIL,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
     assert "THUIS_ERASURE_LEDGER_FILE" in output
     assert "p-9q" not in output
+
+
+@pytest.mark.parametrize(
+    ("smtp", "said"),
+    [
+        ({"THUIS_SMTP_PASSWORD": "changeme"}, "THUIS_SMTP_PASSWORD is a placeholder"),
+        (
+            {"THUIS_SMTP_PASSWORD": "smtp-secret-71c9e2", "THUIS_SMTP_STARTTLS": "false"},
+            "THUIS_SMTP_PASSWORD would cross the network in the clear",
+        ),
+        ({"THUIS_SMTP_FROM": "smtp-secret-71c9e2"}, "THUIS_SMTP_FROM must be an address"),
+    ],
+    ids=["placeholder", "no-starttls", "sender"],
+)
+def test_a_refused_mail_setting_is_named_without_its_value(smtp: dict[str, str], said: str, tmp_path: Path):
+    keyring = tmp_path / "keyring.toml"
+    write_keyring(keyring, new_keyring("test-1"))
+    result = run(
+        ["api"],
+        THUIS_ENVIRONMENT="production",
+        THUIS_DATABASE_URL="postgresql://thuis_api:a-real-password-5b6c@localhost/thuis",
+        THUIS_API_SECRET_KEY=API_KEY,
+        THUIS_KEYRING_FILE=str(keyring),
+        **(PORTAL_MAIL | smtp),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert said in output
+    for secret in (API_KEY, "a-real-password-5b6c", *(v for v in smtp.values() if v != "false")):
+        assert secret not in output, (secret, output)

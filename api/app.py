@@ -56,11 +56,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.state.pool = pool
         outbox = Outbox(pool, app.state.keyring_file, settings)
         app.state.outbox = outbox
-        outbox.start()
         try:
-            # A database restored from a backup made before an erasure is not served until it is erased again.
+            # A database restored from a backup made before an erasure is not served until it is erased
+            # again, and its outbox is not sent: it may hold mail of someone since erased.
             async with pool.acquire() as conn:
                 await require_erasures_applied(conn, app.state.erasure_ledger)
+            outbox.start()
             yield
         finally:
             await outbox.stop()

@@ -457,6 +457,74 @@ async def test_erasure_keeps_only_what_a_legal_duty_still_holds_and_says_until_w
     )
 
 
+def _home(conn: psycopg.Connection[Any], url: str, *, serial: str, owners: list[str]) -> int:
+    """Make a home owned by each of `owners` in turn, with a gateway and a reading in every owner's period."""
+    site_id = create_site(conn, label=f"Huis {serial}")
+    sql(
+        conn,
+        "INSERT INTO gateways (gateway_serial, vendor, site_id) VALUES (%s, 'maxem', %s)",
+        serial,
+        site_id,
+    )
+    device = sql(
+        conn,
+        "INSERT INTO devices (gateway_serial, device_key, device_kind) VALUES (%s, 'grid', 'grid') "
+        "RETURNING device_id",
+        serial,
+    )[0][0]
+    for owner in owners:
+        as_owner(url, set_site_owner, site_id=site_id, owner=owner)
+        sql(
+            conn,
+            "INSERT INTO energy_readings (measured_at, device_id, site_id, value, metric) "
+            "VALUES (clock_timestamp(), %s, %s, 1, 'import_energy_kwh')",
+            device,
+            site_id,
+        )
+    return site_id
+
+
+async def test_erasure_revokes_the_gateways_of_the_subjects_homes_and_not_of_a_home_another_owner_has_now(
+    database: Database, certs_dir: Path
+):
+    url, keyring = database.owner_url, database.keyring
+    for name in ("vera", "wim", "yara", "zeno"):
+        as_owner(url, create_account, keyring, username=name, password=PASSWORD, role="owner")
+    with psycopg.connect(url, autocommit=True) as conn:
+        only_vera = _home(conn, url, serial="GW-VERA-ONLY", owners=["vera"])
+        sold_to_wim = _home(conn, url, serial="GW-SOLD-TO-WIM", owners=["vera", "wim"])
+        bought_by_zeno = _home(conn, url, serial="GW-BOUGHT-BY-ZENO", owners=["yara", "zeno"])
+        ids = dict(sql(conn, "SELECT username, user_id FROM users WHERE role = 'owner'"))
+
+    def state() -> dict[str, tuple[bool, int]]:
+        """Per gateway: decommissioned or not, and how many readings its home still holds."""
+        with psycopg.connect(url) as conn:
+            rows = sql(
+                conn,
+                "SELECT g.gateway_serial, g.decommissioned_at IS NOT NULL, "
+                "(SELECT count(*) FROM energy_readings r WHERE r.site_id = g.site_id) FROM gateways g",
+            )
+        return {serial: (decommissioned, readings) for serial, decommissioned, readings in rows}
+
+    # Vera sold one home to Wim: erasing her takes the home only she owned, with its gateway, and her
+    # period of the other; Wim's gateway stays in service.
+    await erase(database, ids["vera"])
+    assert await revoke_queued(database, certs_dir) == ["GW-VERA-ONLY"]
+    assert state() == {"GW-SOLD-TO-WIM": (False, 1), "GW-BOUGHT-BY-ZENO": (False, 2)}
+    # Zeno bought his home from Yara: erasing him keeps the home for Yara's period, but its gateway, which
+    # from now on measures only his household, is decommissioned and revoked.
+    await erase(database, ids["zeno"])
+    assert await revoke_queued(database, certs_dir) == ["GW-BOUGHT-BY-ZENO"]
+    assert state() == {"GW-SOLD-TO-WIM": (False, 1), "GW-BOUGHT-BY-ZENO": (True, 1)}
+    # Wim's home is his alone now (Vera's period went with her): erasing him takes it whole.
+    await erase(database, ids["wim"])
+    assert await revoke_queued(database, certs_dir) == ["GW-SOLD-TO-WIM"]
+    assert state() == {"GW-BOUGHT-BY-ZENO": (True, 1)}
+    with psycopg.connect(url) as conn:
+        sites = {row[0] for row in sql(conn, "SELECT site_id FROM sites")}
+    assert (only_vera in sites, sold_to_wim in sites, bought_by_zeno in sites) == (False, False, True)
+
+
 async def test_erasure_of_someone_unknown_is_refused(database: Database):
     with pytest.raises(ErasureError, match="there is no account 424242"):
         await erase(database, 424242)

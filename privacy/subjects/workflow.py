@@ -256,6 +256,14 @@ async def decide_proposal(
                 403,
                 f"you filed request {request_id} yourself: a privacy officer who did not file it approves it",
             )
+        if request.proposed_by_user_id is None:
+            # The database would refuse to complete it (migration 0013), but only after the erasure was
+            # written to the ledger: refused here, before anything is erased.
+            raise RequestRefused(
+                409,
+                f"the privacy officer who proposed request {request_id} has no account any more: reject the "
+                "proposal, and have it proposed again",
+            )
         await _record_action(
             conn,
             actor=actor,

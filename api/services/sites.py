@@ -28,7 +28,7 @@ from api.schemas.sites import (
 from api.security import Principal
 from api.services.access import SiteAccess, record_read, visible_sites
 from privacy.address import Address
-from privacy.keys.crypto import Keyring, seal_json
+from privacy.keys.crypto import DecryptionError, Keyring, seal_json
 from privacy.keys.fields import CONTRACTS_HOLDER, SITES_ADDRESS, USERS_EMAIL, open_document, open_text
 from privacy.keys.subject_keys import load_key
 from privacy.location import LocationError
@@ -261,7 +261,14 @@ async def address(
         raise Problem(403, "a resident does not see the address data of the owner")
     row = await conn.fetchrow(queries.SELECT_SITE_ADDRESS, access.site_id)
     document = {}
-    if row is not None and row["address_key_id"] is not None:
+    if row is not None and row["address_ciphertext"] is not None:
+        if row["address_key_id"] is None or not row["sealed_by_owner"]:
+            # Never opened: not the owner's of today. A change of owner drops the address, so it was moved
+            # here (or its key id changed) by someone writing the database: an alarm, like any that fails.
+            raise DecryptionError(
+                f"{SITES_ADDRESS} of row {access.site_id} (data key {row['address_key_id']}) does not open: "
+                "it is not sealed with the key of the home's owner, so it was moved from another home"
+            )
         key = await load_key(conn, keyring, row["address_key_id"])
         bound = SITES_ADDRESS.at(access.site_id, row["address_key_id"])
         document = open_document(key, row["address_ciphertext"], context=bound)

@@ -8,15 +8,17 @@ with a traceback.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from tests.fixtures.database import Database
-from tests.fixtures.portal import Portal, running_portal
+from tests.fixtures.portal import Person, Portal, running_portal
 
 ADDRESS_A = {"street": "Keizersgracht", "house_number": "123", "postcode": "1015 CJ", "city": "Amsterdam"}
 ADDRESS_B = {"street": "Dorpsstraat", "house_number": "7", "postcode": "3511 AB", "city": "Utrecht"}
+STRANGER = "stranger@example.net"
 
 
 @pytest.fixture
@@ -142,3 +144,64 @@ async def test_an_email_moved_into_the_totp_column_does_not_open_and_the_portal_
     _assert_refused_without_leak(response.text, response.status_code, "anna@example.org", "users.totp_secret")
     # Others are served as before.
     assert (await portal.sign_in(ilse)).status_code == 200
+
+
+async def _ask_for_address(portal: Portal, person: Person, email: str) -> None:
+    response = await portal.client.put(
+        "/api/v1/account/email",
+        headers=person.headers,
+        json={"email": email, "current_password": person.password},
+    )
+    assert response.status_code in (200, 202), response.text
+
+
+async def test_an_address_awaiting_its_link_moved_into_the_confirmed_column_does_not_open(portal: Portal):
+    # Anna asks for a stranger's address; it waits in email_changes for the link sent to it. The attacker
+    # copies the sealed pending address over her confirmed one: same account, same key and key id, same
+    # row key (email_changes is keyed by the account's id), so only table and column tell them apart.
+    anna = portal.add_person("anna", "owner", email="anna@example.org")
+    await portal.sign_in(anna)
+    await _ask_for_address(portal, anna, STRANGER)
+    portal.sql(
+        "UPDATE users u SET email_ciphertext = c.email_ciphertext FROM email_changes c "
+        "WHERE c.user_id = u.user_id AND u.username = 'anna'"
+    )
+
+    response = await portal.client.get("/api/v1/account", headers=anna.headers)
+    assert response.headers["content-type"] == "application/problem+json"
+    _assert_refused_without_leak(response.text, response.status_code, STRANGER, "users.email")
+
+
+async def test_a_confirmation_link_swapped_into_the_notice_to_the_accounts_own_address_is_never_sent(
+    portal: Portal,
+):
+    # Mallory asks for a stranger's address: the confirmation link is queued for the stranger and a notice
+    # for her own address, both sealed with her key. Writing the database, she swaps the two messages, so
+    # that the link would come to her and she could confirm an address that is not hers. Each message is
+    # bound to its own outbox row: neither opens, and the sender gives both up unsent.
+    mallory = portal.add_person("mallory", "owner", email="mallory@example.org")
+    await portal.sign_in(mallory)
+    await _ask_for_address(portal, mallory, STRANGER)
+    # The SMTP server is down (a closed port): both wait, tried once, until their next attempt seconds away.
+    for _ in range(200):
+        rows = portal.sql("SELECT message_id, kind, last_error FROM mail_outbox ORDER BY message_id")
+        if len(rows) == 2 and all(error is not None for _, _, error in rows):
+            break
+        await asyncio.sleep(0.05)
+    assert sorted(kind for _, kind, _ in rows) == ["email_confirmation", "email_requested"]
+    (first, _, _), (second, _, _) = rows
+    portal.sql(
+        "UPDATE mail_outbox m SET message_ciphertext = o.message_ciphertext, next_attempt_at = now() "
+        "FROM mail_outbox o WHERE (m.message_id, o.message_id) IN ((%s, %s), (%s, %s))",
+        first,
+        second,
+        second,
+        first,
+    )
+
+    assert portal.app is not None
+    assert await portal.app.state.outbox.send_due() == 0
+    assert portal.sql("SELECT next_attempt_at, last_error FROM mail_outbox ORDER BY message_id") == [
+        (None, "cannot be opened"),
+        (None, "cannot be opened"),
+    ]

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ops.accounts import create_account
+from ops.accounts import create_account, set_site_owner
 from privacy.keys.ledger import (
     ErasureEntry,
     ErasureLedger,
@@ -121,6 +121,64 @@ async def test_an_erasure_that_did_not_commit_after_its_entry_is_refused_until_r
     assert await owner_conn.fetchval("SELECT count(*) FROM users WHERE user_id = $1", user_id) == 0
     await require_erasures_applied(owner_conn, ledger, in_flight_wait_s=0)
     assert await reapply_erasures(owner_conn, ledger) == []  # twice is a no-op
+
+
+async def test_reapplying_erases_with_the_periods_and_keeps_the_audit_trail_pseudonymised(
+    database: Database, owner_conn: asyncpg.Connection
+):
+    # Lea sold her home to Bas; her erasure's commit never came. Erasing her again after the fact is the
+    # same erasure: her period of the home goes, Bas's stays with its gateway in service, and the audit
+    # records about her stay with a pseudonym: reapply runs as the schema owner, whom the audit trigger
+    # (migration 0013) refuses any deletion of an audit record.
+    ledger = ErasureLedger(database.erasure_ledger_file)
+    lea = await new_subject(owner_conn, database, "lea")
+    bas = await new_subject(owner_conn, database, "bas")
+    site_id = await owner_conn.fetchval("INSERT INTO sites (label) VALUES ('Sold') RETURNING site_id")
+    await owner_conn.execute(
+        "INSERT INTO gateways (gateway_serial, vendor, site_id) VALUES ('GW-SOLD', 'maxem', $1)", site_id
+    )
+    device = await owner_conn.fetchval(
+        "INSERT INTO devices (gateway_serial, device_key, device_kind) VALUES ('GW-SOLD', 'grid', 'grid') "
+        "RETURNING device_id"
+    )
+    for owner in ("lea", "bas"):
+        await set_site_owner(owner_conn, site_id=site_id, owner=owner)
+        await owner_conn.execute(
+            "INSERT INTO energy_readings (measured_at, device_id, site_id, value, metric) "
+            "VALUES (clock_timestamp(), $1, $2, 1, 'import_energy_kwh')",
+            device,
+            site_id,
+        )
+        await owner_conn.execute(
+            "INSERT INTO audit_records (occurred_at, actor_user_id, actor_role, action, subject_user_id, "
+            "site_id, resource) SELECT clock_timestamp(), NULL, 'installer', 'read', user_id, $1, 'readings' "
+            "FROM users WHERE username = $2",
+            site_id,
+            owner,
+        )
+
+    async def erase_then_fail_to_commit() -> None:
+        async with owner_conn.transaction():
+            await erase_subject(owner_conn, load_catalogue(), ledger, user_id=lea)
+            raise RuntimeError("the commit never came")
+
+    with pytest.raises(RuntimeError, match="the commit never came"):
+        await erase_then_fail_to_commit()
+    [done] = await reapply_erasures(owner_conn, ledger)
+    assert done.outcome == "erased again"
+    readings = await owner_conn.fetch("SELECT measured_at FROM energy_readings WHERE site_id = $1", site_id)
+    periods = await owner_conn.fetch(
+        "SELECT owner_user_id, started_at FROM site_ownership_periods WHERE site_id = $1", site_id
+    )
+    assert [row["owner_user_id"] for row in periods] == [bas]
+    assert [row["measured_at"] >= periods[0]["started_at"] for row in readings] == [True]  # Bas's alone
+    assert await owner_conn.fetchval("SELECT count(*) FROM gateway_revocations") == 0
+    audit = await owner_conn.fetch(
+        "SELECT subject_user_id, subject_pseudonym IS NOT NULL AS pseudonymised FROM audit_records "
+        "ORDER BY occurred_at"
+    )
+    assert [(row["subject_user_id"], row["pseudonymised"]) for row in audit] == [(None, True), (bas, False)]
+    await require_erasures_applied(owner_conn, ledger, in_flight_wait_s=0)
 
 
 async def test_reapplying_leaves_alone_another_account_that_was_given_the_erased_id(

@@ -108,12 +108,13 @@ async def test_an_erased_homes_gateway_is_refused_and_nothing_it_sends_is_stored
     async with running_portal(database) as portal:
         anna = portal.add_person("anna", "owner")
         olga = portal.add_person("olga", "privacy_officer")
+        pia = portal.add_person("pia", "privacy_officer")
         portal.sql(
             "UPDATE sites SET owner_user_id = %s WHERE site_id = %s",
             anna.account.user_id,
             home_gateway.site_id,
         )
-        for person in (anna, olga):
+        for person in (anna, olga, pia):
             assert (await portal.sign_in(person)).status_code == 200
         message = gateway.messages_at(MEASURED_AT)[0]
         with as_gateway(gateway.serial, broker.port, certs_dir, will_topic=gateway.status_topic) as sender:
@@ -125,13 +126,17 @@ async def test_an_erased_homes_gateway_is_refused_and_nothing_it_sends_is_stored
 
             await wait_for(stored, what="the gateway's first message")
 
+            # Four eyes: Olga proposes the erasure, Pia approves it, which carries it out.
             filed = await portal.client.post(
                 "/api/v1/privacy/requests", json={"kind": "erasure"}, headers=anna.headers
             )
+            request_url = f"/api/v1/privacy/requests/{filed.json()['request_id']}"
+            proposed = await portal.client.post(
+                f"{request_url}/proposal", json={"note": "identity checked"}, headers=olga.headers
+            )
+            assert proposed.status_code == 200, proposed.text
             done = await portal.client.post(
-                f"/api/v1/privacy/requests/{filed.json()['request_id']}/status",
-                json={"status": "completed", "note": "identity checked"},
-                headers=olga.headers,
+                f"{request_url}/approval", json={"decision": "approve"}, headers=pia.headers
             )
             assert done.status_code == 200, done.text
             worker = await asyncio.to_thread(

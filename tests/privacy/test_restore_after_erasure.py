@@ -1,10 +1,11 @@
 """A backup made before an erasure, restored with today's keyring, must not bring the erased person back.
 
-The attack, with the real tools: pg_dump of the database while Anna is still in it; Anna erased through the
-portal (the privacy officer completes her request); the dump restored with pg_restore into a new
-PostgreSQL + TimescaleDB cluster, as an operator recovering from a lost disk would; then the services are
-started on it with today's keyring. Before the erasure ledger, the portal served the restored database and
-Anna's email, TOTP secret and address opened again.
+The attack, with the real tools: pg_dump of the database while Anna is still in it (her mail waiting in the
+outbox); Anna erased through the portal (one privacy officer proposes, a second approves); the dump restored
+with pg_restore into a new PostgreSQL + TimescaleDB cluster, as an operator recovering from a lost disk
+would; then the services are started on it with today's keyring. Before the erasure ledger, the portal served
+the restored database and Anna's email, TOTP secret and address opened again; before the portal checked the
+ledger ahead of starting its mail sender, her restored mail left while the check was still looking.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import LiteralString, cast
 
 import psycopg
 import pytest
@@ -24,12 +26,14 @@ from privacy.keys.crypto import DecryptionError, open_sealed
 from privacy.keys.fields import SITES_ADDRESS, USERS_EMAIL, USERS_TOTP_SECRET
 from privacy.keys.subject_keys import load_key
 from tests.fixtures.database import API_PASSWORD, ROLLUP_PASSWORD, Database
+from tests.fixtures.mail import MailServer
 from tests.fixtures.portal import running_portal
 from tests.support import as_owner
 
 pytestmark = pytest.mark.slow
 
 EMAIL = "anna.restored@example.org"
+NEW_EMAIL = "anna.elsewhere@example.net"
 ADDRESS = {"street": "Prinsengracht", "house_number": "263", "postcode": "1016 GV", "city": "Amsterdam"}
 
 
@@ -76,6 +80,11 @@ def pg_restore(cluster: PostgresCluster, path: Path, name: str) -> None:
     assert all("already exists" in line for line in errors), restored.stderr
 
 
+def restored_sql(database: Database, query: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(database.owner_url, autocommit=True) as conn:
+        return conn.execute(cast("LiteralString", query)).fetchall()
+
+
 def thuis(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cli", *args],
@@ -88,20 +97,31 @@ def thuis(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 async def test_a_restored_backup_is_refused_until_the_erasure_is_applied_again(
-    database: Database, second_cluster: PostgresCluster, workdir: Path
+    database: Database, second_cluster: PostgresCluster, workdir: Path, mail: MailServer
 ):
-    async with running_portal(database) as portal:
+    async with running_portal(database) as portal:  # its SMTP server is down: mail waits in the outbox
         anna = portal.add_person("anna", "owner", email=EMAIL, holder_name="Anna Restored")
         olga = portal.add_person("olga", "privacy_officer")
+        pia = portal.add_person("pia", "privacy_officer")
         site_id = portal.add_site("Grachtenpand", owner="anna")
-        for person in (anna, olga):
+        for person in (anna, olga, pia):
             assert (await portal.sign_in(person)).status_code == 200
         response = await portal.client.put(
             f"/api/v1/sites/{site_id}/address", json=ADDRESS, headers=anna.headers
         )
         assert response.status_code == 200, response.text
-        totp = await portal.client.post("/api/v1/account/totp", headers=anna.headers)
+        totp = await portal.client.post(
+            "/api/v1/account/totp", json={"current_password": anna.password}, headers=anna.headers
+        )
         assert totp.status_code == 200, totp.text
+        # She asks for a new address: its confirmation link and a notice to her address wait, unsent.
+        asked = await portal.client.put(
+            "/api/v1/account/email",
+            json={"email": NEW_EMAIL, "current_password": anna.password},
+            headers=anna.headers,
+        )
+        assert asked.status_code in (200, 202), asked.text
+        assert portal.sql("SELECT count(*) FROM mail_outbox") == [(2,)]
         anna_id = anna.account.user_id
         anna_key_id = portal.sql("SELECT key_id FROM users WHERE user_id = %s", anna_id)[0][0]
         anna_key = as_owner(database.owner_url, load_key, database.keyring, anna_key_id)
@@ -109,13 +129,17 @@ async def test_a_restored_backup_is_refused_until_the_erasure_is_applied_again(
         backup = workdir / f"{database.name}.dump"
         pg_dump(database, backup)  # the nightly backup, made while Anna is still a customer
 
+        # Four eyes: Olga proposes her erasure, Pia approves it, which carries it out.
         filed = await portal.client.post(
             "/api/v1/privacy/requests", json={"kind": "erasure"}, headers=anna.headers
         )
+        request_url = f"/api/v1/privacy/requests/{filed.json()['request_id']}"
+        proposed = await portal.client.post(
+            f"{request_url}/proposal", json={"note": "identity checked"}, headers=olga.headers
+        )
+        assert proposed.status_code == 200, proposed.text
         done = await portal.client.post(
-            f"/api/v1/privacy/requests/{filed.json()['request_id']}/status",
-            json={"status": "completed", "note": "identity checked"},
-            headers=olga.headers,
+            f"{request_url}/approval", json={"decision": "approve"}, headers=pia.headers
         )
         assert done.status_code == 200, done.text
         assert portal.sql("SELECT count(*) FROM users WHERE user_id = %s", anna_id) == [(0,)]
@@ -144,10 +168,16 @@ async def test_a_restored_backup_is_refused_until_the_erasure_is_applied_again(
     assert totp_sealed is not None
     assert address_sealed is not None
 
-    # No service serves the restored database: the portal does not start, the rollup worker refuses.
+    # No service serves the restored database: the portal does not start, the rollup worker refuses. Her
+    # mail in the restored outbox is due by now, and the portal's SMTP server is up: none of it leaves.
+    assert restored_sql(restored, "UPDATE mail_outbox SET next_attempt_at = now() RETURNING user_id") == [
+        (anna_id,),
+        (anna_id,),
+    ]
     with pytest.raises(Exception, match=r"1 erasure\(s\) of the ledger .* are not applied to this database"):
-        async with running_portal(restored):
+        async with running_portal(restored, smtp_port=mail.port):
             pass
+    assert (mail.to(EMAIL), mail.to(NEW_EMAIL)) == ([], [])
     rollup = thuis(
         "rollup",
         "run",
@@ -173,8 +203,9 @@ async def test_a_restored_backup_is_refused_until_the_erasure_is_applied_again(
     assert "erased again" in reapplied.stdout
     assert EMAIL not in reapplied.stdout + reapplied.stderr
 
-    # Now the services serve it, and she is gone: no account, no key, nothing of hers opens.
-    async with running_portal(restored) as portal:
+    # Now the services serve it, and she is gone: no account, no key, no mail, nothing of hers opens.
+    async with running_portal(restored, smtp_port=mail.port) as portal:
+        assert portal.sql("SELECT count(*) FROM mail_outbox") == [(0,)]
         signed_in = await portal.client.post(
             "/api/v1/auth/sign-in", json={"username": "anna", "password": anna.password}
         )

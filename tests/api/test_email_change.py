@@ -185,8 +185,9 @@ async def test_erasure_takes_the_pending_address_the_unsent_mail_and_the_counter
     async with running_portal(database) as portal:
         anna = portal.add_person("anna", "owner", email=ANNA_EMAIL)
         officer = portal.add_person("olga", "privacy_officer")
-        await portal.sign_in(anna)
-        await portal.sign_in(officer)
+        second = portal.add_person("pia", "privacy_officer")
+        for person in (anna, officer, second):
+            await portal.sign_in(person)
         await change_email(portal, anna, NEW_EMAIL)
         await portal.client.post("/api/v1/auth/sign-in", json={"username": "anna", "password": "a guess"})
         counts = (
@@ -203,10 +204,14 @@ async def test_erasure_takes_the_pending_address_the_unsent_mail_and_the_counter
             "UPDATE contracts SET started_at = now() - interval '9 years', "
             "ended_at = now() - interval '8 years'"
         )
+        # Four eyes: one officer proposes the erasure, a second approves it, which carries it out.
+        request_url = f"/api/v1/privacy/requests/{filed.json()['request_id']}"
+        proposed = await portal.client.post(
+            f"{request_url}/proposal", json={"note": "identity checked"}, headers=officer.headers
+        )
+        assert proposed.status_code == 200, proposed.text
         done = await portal.client.post(
-            f"/api/v1/privacy/requests/{filed.json()['request_id']}/status",
-            json={"status": "completed", "note": "identity checked"},
-            headers=officer.headers,
+            f"{request_url}/approval", json={"decision": "approve"}, headers=second.headers
         )
         assert done.status_code == 200, done.text
         assert portal.sql(counts) == [(0, 0, 0, 0)]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from privacy.keys.crypto import Keyring, open_json, seal_json
 from privacy.keys.fields import CONTRACT_HOLDER_FIELDS, CONTRACTS_HOLDER
-from privacy.keys.ledger import ErasureLedger
+from privacy.keys.ledger import ErasureLedger, LedgerError
 from privacy.keys.subject_keys import load_key
 from privacy.subjects import queries as q
 from privacy.subjects.erasure import ErasureError, erase_subject
@@ -20,6 +21,8 @@ from thuis.db import Connection
 # and their homes' addresses themselves).
 RECTIFIABLE_FIELDS = CONTRACT_HOLDER_FIELDS
 OBJECTION_COLUMNS = {"marketing": q.SET_OBJECTS_TO_MARKETING, "research": q.SET_OBJECTS_TO_RESEARCH}
+
+log = logging.getLogger(__name__)
 
 
 async def take_effect(
@@ -119,6 +122,14 @@ async def _erase(
         result = await erase_subject(conn, catalogue, ledger, user_id=subject)
     except ErasureError as err:
         raise RequestRefused(409, f"erasure cannot be done: {err}") from None
+    except LedgerError as err:
+        # The erasure rolls back with the caller's transaction; the officer is told, the path is logged.
+        log.error("erasure of request %d not done: %s", request.request_id, err)  # noqa: TRY400 - no trace needed
+        raise RequestRefused(
+            503,
+            f"request {request.request_id}: the erasure ledger cannot be written, so nothing was erased; the "
+            "operator must make it writable before the erasure is approved again",
+        ) from None
     await conn.execute(q.SCRUB_TRAIL_ACTOR, request_ids, subject)
     removed = sum(result.removed.values())
     parts = [f"erased: {removed} records removed and the data key destroyed"]

@@ -268,6 +268,31 @@ async def test_an_approval_whose_proposer_is_gone_erases_nothing_and_writes_noth
     assert [entry.subject_user_id for entry in ledger_entries(world)] == [world.user_id(world.anna)]
 
 
+async def test_an_approval_whose_erasure_cannot_be_written_to_the_ledger_erases_nothing_and_says_so(
+    world: World, tmp_path: Path
+):
+    # The ledger beside the keyring cannot be written (a full disk, a volume gone): the erasure is not
+    # carried out, the approval is not recorded, and the officer is told why, not given a bare 500.
+    request_id = await file(world, world.anna, {"kind": "erasure"})
+    await call(world, world.olga, "POST", request_url(request_id, "/proposal"), {}, expect=200)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the ledger's folder should be")
+    assert world.portal.app is not None
+    world.portal.app.state.erasure_ledger = ErasureLedger(blocked / "erasure-ledger.jsonl")
+    refused = await call(
+        world, world.oscar, "POST", request_url(request_id, "/approval"), {"decision": "approve"}, expect=503
+    )
+    assert refused["detail"] == (
+        f"request {request_id}: the erasure ledger cannot be written, so nothing was erased; the operator "
+        "must make it writable before the erasure is approved again"
+    )
+    assert anna_exists(world)
+    assert world.portal.sql(
+        "SELECT status, approved_at FROM subject_requests WHERE request_id = %s", request_id
+    ) == [("in_progress", None)]
+    assert world.portal.sql("SELECT count(*) FROM applied_erasures") == [(0,)]
+
+
 async def test_a_proposal_is_rejected_with_a_note_and_only_an_erasure_takes_one(world: World):
     olga, oscar = world.olga, world.oscar
     request_id = await file(world, world.anna, {"kind": "erasure"})

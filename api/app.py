@@ -17,6 +17,7 @@ from api.routes import account, energy, invitations, privacy, research, sharing,
 from api.settings import ApiSettings
 from api.web import pages
 from privacy.keys.crypto import KeyringFile
+from privacy.keys.ledger import ErasureLedger, require_erasures_applied
 from thuis import __version__
 from thuis.catalogue import load_catalogue
 from thuis.db import create_pool
@@ -55,8 +56,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.state.pool = pool
         outbox = Outbox(pool, app.state.keyring_file, settings)
         app.state.outbox = outbox
-        outbox.start()
         try:
+            # A database restored from a backup made before an erasure is not served until it is erased
+            # again, and its outbox is not sent: it may hold mail of someone since erased.
+            async with pool.acquire() as conn:
+                await require_erasures_applied(conn, app.state.erasure_ledger)
+            outbox.start()
             yield
         finally:
             await outbox.stop()
@@ -73,6 +78,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.keyring_file = KeyringFile(settings.keyring_file)
+    app.state.erasure_ledger = ErasureLedger(settings.erasure_ledger_file)
     # The data catalogue decides what completing a request keeps for a legal duty: read once, at build.
     app.state.catalogue = load_catalogue()
     install_problem_handlers(app)

@@ -36,5 +36,8 @@ def run(args: argparse.Namespace) -> int:
         server_header=False,
         proxy_headers=False,
     )
-    uvicorn.Server(config).run()
-    return 0
+    server = uvicorn.Server(config)
+    server.run()
+    # A start refused by the lifespan (a broken keyring, erasures not applied to the database) is logged
+    # there; the exit status says it too.
+    return 0 if server.started else 3

@@ -36,6 +36,7 @@ from api.services.account_security import ChangeRequest
 from api.services.signin import client_ip
 from api.settings import ApiSettings
 from privacy.keys.crypto import Keyring, KeyringFile
+from privacy.keys.ledger import ErasureLedger
 from thuis.catalogue import Catalogue
 from thuis.db import Connection
 
@@ -62,6 +63,12 @@ def catalogue_of(request: Request) -> Catalogue:
     return catalogue
 
 
+def ledger_of(request: Request) -> ErasureLedger:
+    """Return the erasure ledger, where every erasure is recorded before it commits."""
+    ledger: ErasureLedger = request.app.state.erasure_ledger
+    return ledger
+
+
 def keyring_of(request: Request) -> Keyring:
     """Return the keyring as its file holds it now (rotation needs no restart)."""
     keyring_file: KeyringFile = request.app.state.keyring_file
@@ -86,6 +93,7 @@ PoolDep = Annotated[asyncpg.Pool, Depends(pool_of)]
 KeyringDep = Annotated[Keyring, Depends(keyring_of)]
 SettingsDep = Annotated[ApiSettings, Depends(settings_of)]
 CatalogueDep = Annotated[Catalogue, Depends(catalogue_of)]
+LedgerDep = Annotated[ErasureLedger, Depends(ledger_of)]
 OutboxDep = Annotated[Outbox, Depends(outbox_of)]
 
 

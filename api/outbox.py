@@ -102,7 +102,8 @@ class Outbox:
         """Return a claimed message's recipient, subject and text; None (and given up) if it cannot open."""
         try:
             key = await load_key(conn, self._keyring_file.get(), message["key_id"])
-            document = open_json(key, bytes(message["message_ciphertext"]), context=MAIL_OUTBOX_MESSAGE)
+            bound = MAIL_OUTBOX_MESSAGE.at(message["message_id"], message["key_id"])
+            document = open_json(key, bytes(message["message_ciphertext"]), context=bound)
         except (SubjectKeyError, DecryptionError) as err:
             log.error(  # noqa: TRY400 - the kind of failure is the point; a trace adds nothing
                 "mail %d (%s) cannot be opened (%s); given up", message["message_id"], message["kind"], err

@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from privacy.keys.crypto import DecryptionError
+
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -61,6 +63,20 @@ class Problem(Exception):  # noqa: N818 - named after what it is answered with, 
         self.type = type_
         self.headers = headers or {}
         self.errors = errors
+
+
+# A stored personal field that does not open: the database was written by someone who could not seal.
+SEALED_VALUE_PROBLEM = "urn:thuis:problem:sealed-value-does-not-open"
+
+
+def sealed_value_problem(err: DecryptionError) -> Problem:
+    """Return the problem for a sealed value that does not open in its row, and log it as a tamper alarm.
+
+    It is the server's stored data that fails its integrity check, not the request, so the status is 500;
+    the detail names the column and row (never a value) and no traceback reaches the client.
+    """
+    log.error("ALARM: a sealed personal field does not open (moved, swapped or altered?): %s", err)
+    return Problem(500, f"stored personal data cannot be shown: {err}", type_=SEALED_VALUE_PROBLEM)
 
 
 def not_found(what: str) -> Problem:
@@ -131,6 +147,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         elif exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
         return problem_response(request, exc.status_code, detail, headers=exc.headers)
+
+    @app.exception_handler(DecryptionError)
+    async def _sealed_value(request: Request, exc: DecryptionError) -> JSONResponse:
+        problem = sealed_value_problem(exc)
+        return problem_response(request, problem.status, problem.detail, type_=problem.type)
 
     @app.exception_handler(asyncpg.DataError)
     async def _unstorable(request: Request, exc: asyncpg.DataError) -> JSONResponse:

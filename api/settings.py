@@ -11,7 +11,7 @@ from typing import Self
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 
 from thuis.mail import SmtpServer
-from thuis.settings import PLACEHOLDER_SECRETS, ThuisSettings
+from thuis.settings import PLACEHOLDER_SECRETS, ErasureLedgerFile, ThuisSettings
 
 
 class ApiSettings(ThuisSettings):
@@ -21,6 +21,9 @@ class ApiSettings(ThuisSettings):
     api_secret_key: SecretStr = Field(min_length=32)
     # The keyring: master keys wrapping the per-person data keys, and the index key (`thuis keys init`).
     keyring_file: Path
+    # The erasure ledger beside it: the portal appends every erasure, and refuses to start on a database
+    # that lacks one of its erasures (a restored backup; privacy/keys/ledger.py).
+    erasure_ledger_file: ErasureLedgerFile
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     # Secure cookies need HTTPS; browsers treat http://localhost as secure, so only a plain-HTTP test

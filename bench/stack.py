@@ -52,6 +52,8 @@ class BenchStack:
             "THUIS_MQTT_CERT_FILE": str(identity.cert),
             "THUIS_MQTT_KEY_FILE": str(identity.key),
             "THUIS_STATUS_PORT": str(status_port),
+            # The stack's own ledger: it erases no one, so it stays empty.
+            "THUIS_ERASURE_LEDGER_FILE": str(self.workdir / "erasure-ledger.jsonl"),
         }
 
 

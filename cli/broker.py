@@ -26,6 +26,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     config.add_argument("--bind", default="0.0.0.0", help="address to listen on (default: %(default)s)")  # noqa: S104
     config.add_argument("--max-queued-messages", type=int, default=DEFAULT_MAX_QUEUED_MESSAGES)
     config.add_argument("--max-packet-size", type=int, default=DEFAULT_MAX_PACKET_SIZE)
+    config.add_argument(
+        "--crl-file",
+        type=Path,
+        help="the CRL the broker loads and reloads on SIGHUP (default: CONFIG_DIR/crl.pem)",
+    )
     acl = actions.add_parser("acl", help="print the ACL file: gateways and the ingest worker identities")
     acl.add_argument(
         "--ingest-workers",
@@ -50,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
             bind_address=args.bind,
             max_queued_messages=args.max_queued_messages,
             max_packet_size=args.max_packet_size,
+            crl_file=args.crl_file,
         ),
         end="",
     )

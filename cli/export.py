@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli.settings import CommandError, database_url
+from cli.settings import CommandError, database_url, ledger_path
+from privacy.keys.ledger import ErasureLedger, ErasuresNotApplied, LedgerError, require_erasures_applied
 from privacy.research.release import prepare_release
 from privacy.research.request import RESOLUTIONS, ReleaseRefusedError, ReleaseRequest
 from thuis.db import connection
@@ -45,12 +46,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database-url", help="postgresql:// URL of the thuis_export role (default: THUIS_DATABASE_URL)"
     )
+    parser.add_argument("--ledger", type=Path, help="the erasure ledger (default: THUIS_ERASURE_LEDGER_FILE)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Make the release; exit 1 with the reason when it is refused, 2 without a usable database URL."""
     try:
         url = database_url(args, role="the thuis_export role")
+        ledger = ErasureLedger(ledger_path(args))
     except CommandError as err:
         print(f"thuis export: {err}", file=sys.stderr)  # noqa: T201
         return 2
@@ -66,19 +69,28 @@ def run(args: argparse.Namespace) -> int:
         file_format=args.file_format,
     )
     try:
-        manifest = asyncio.run(release_to_file(url, request, out=args.out, requested_by=args.requested_by))
+        manifest = asyncio.run(
+            release_to_file(url, request, out=args.out, requested_by=args.requested_by, ledger=ledger)
+        )
     except ReleaseRefusedError as refusal:
         print(f"thuis export: refused: {refusal.reason}", file=sys.stderr)  # noqa: T201
+        return 1
+    except (ErasuresNotApplied, LedgerError) as err:
+        print(f"thuis export: {err}", file=sys.stderr)  # noqa: T201
         return 1
     print(json.dumps(manifest, indent=2))  # noqa: T201 - the command's output
     return 0
 
 
 async def release_to_file(
-    url: str, request: ReleaseRequest, *, out: Path, requested_by: int
+    url: str, request: ReleaseRequest, *, out: Path, requested_by: int, ledger: ErasureLedger
 ) -> dict[str, Any]:
-    """Write the release's archive to `out` (removed again if it fails); return its manifest."""
+    """Write the release's archive to `out` (removed again if it fails); return its manifest.
+
+    A database that lacks an erasure of the ledger (a restored backup) is refused before anything is read.
+    """
     async with connection(url, application_name="thuis-export") as conn:
+        await require_erasures_applied(conn, ledger)
         prepared = await prepare_release(conn, request=request, requested_by=requested_by, via="cli")
         staging = out.with_name(out.name + ".partial")
         try:

@@ -1,4 +1,4 @@
-"""`thuis gateway register`: register a gateway at a site, so the ingest accepts its messages."""
+"""`thuis gateway register | decommission`: register a gateway at a site, or take one out of service."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import datetime as dt
 import sys
 
 from cli.settings import CommandError, database_url
-from ops.registry import RegistryError, create_site, register_gateway
+from ops.registry import RegistryError, create_site, decommission_gateway, register_gateway
 from thuis.db import connect_sync
 from thuis.identity import VENDORS
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Add `register`."""
+    """Add `register` and `decommission`."""
     actions = parser.add_subparsers(dest="gateway_action", metavar="ACTION", required=True)
     register = actions.add_parser("register", help="register a gateway at a site")
     register.add_argument("serial", help="the gateway serial (its certificate's CN)")
@@ -31,15 +31,34 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="ISO time from which the gateway's readings are accepted (default: now)",
     )
+    decommission = actions.add_parser(
+        "decommission",
+        help="take a gateway out of service: its history stays, its certificates are revoked",
+        description="Marks the gateway decommissioned; the revocation worker (`thuis certs revocations`) "
+        "then revokes its certificates and the broker refuses it.",
+    )
+    decommission.add_argument("serial", help="the gateway serial")
+    decommission.add_argument(
+        "--database-url", help="postgresql:// URL of the schema owner (default: THUIS_DATABASE_URL)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Register and print the site id."""
+    """Register and print the site id, or decommission and print when."""
     try:
         url = database_url(args)
     except CommandError as err:
         print(f"thuis gateway: {err}", file=sys.stderr)  # noqa: T201
         return 2
+    if args.gateway_action == "decommission":
+        try:
+            with connect_sync(url) as conn:
+                when = decommission_gateway(conn, gateway_serial=args.serial)
+        except RegistryError as err:
+            print(f"thuis gateway: {err}", file=sys.stderr)  # noqa: T201
+            return 1
+        print(f"{args.serial} decommissioned at {when.isoformat()}; its revocation is queued")  # noqa: T201
+        return 0
     if args.registered_at is not None and args.registered_at.tzinfo is None:
         print("thuis gateway: --registered-at needs a UTC offset", file=sys.stderr)  # noqa: T201
         return 2

@@ -104,6 +104,12 @@ def _keys() -> CommandModule:
     return keys
 
 
+def _erasures() -> CommandModule:
+    from cli import erasures
+
+    return erasures
+
+
 def _stack() -> CommandModule:
     from cli import stack
 
@@ -111,7 +117,7 @@ def _stack() -> CommandModule:
 
 
 COMMANDS: dict[str, tuple[str, Callable[[], CommandModule]]] = {
-    "certs": ("create the CA and certificates for the broker, the ingest and gateways", _certs),
+    "certs": ("the CA: certificates of the broker, the ingest and gateways, and revoking them", _certs),
     "broker": ("render the Mosquitto configuration", _broker),
     "migrate": ("apply pending database migrations", _migrate),
     "db": ("database administration: service role passwords", _db),
@@ -127,6 +133,7 @@ COMMANDS: dict[str, tuple[str, Callable[[], CommandModule]]] = {
     ),
     "users": ("create portal accounts and give sites their owner", _users),
     "keys": ("the keyring of personal data: master keys and rotation", _keys),
+    "erasures": ("the erasure ledger: check a database against it, erase again after a restore", _erasures),
     "stack": ("run the whole stack locally under .thuis/", _stack),
 }
 

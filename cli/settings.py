@@ -35,6 +35,14 @@ class KeyringSettings(BaseSettings):
     keyring_file: Path | None = None
 
 
+class LedgerSettings(BaseSettings):
+    """Where the erasure ledger is (THUIS_ERASURE_LEDGER_FILE): beside the keyring, kept like it."""
+
+    model_config = SettingsConfigDict(env_prefix="THUIS_", extra="ignore")
+
+    erasure_ledger_file: Path | None = None
+
+
 def database_url(args: argparse.Namespace, *, role: str = "the schema owner") -> str:
     """Return the database URL a command connects with: --database-url, else THUIS_DATABASE_URL."""
     given = getattr(args, "database_url", None)
@@ -52,4 +60,14 @@ def keyring_path(args: argparse.Namespace) -> Path:
     path = getattr(args, "keyring", None) or KeyringSettings().keyring_file
     if path is None:
         raise CommandError("set THUIS_KEYRING_FILE or pass --keyring (create one with `thuis keys init`)")
+    return Path(path)
+
+
+def ledger_path(args: argparse.Namespace) -> Path:
+    """Return the erasure ledger a command checks against: --ledger, else THUIS_ERASURE_LEDGER_FILE."""
+    path = getattr(args, "ledger", None) or LedgerSettings().erasure_ledger_file
+    if path is None:
+        raise CommandError(
+            "set THUIS_ERASURE_LEDGER_FILE or pass --ledger (the erasure ledger, beside the keyring)"
+        )
     return Path(path)

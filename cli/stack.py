@@ -24,6 +24,8 @@ from ops.migrate import migrate
 from ops.provision import provision
 from ops.roles import SERVICE_ROLES, set_role_password
 from privacy.keys.crypto import Keyring, KeyringFile, new_keyring, write_keyring
+from privacy.keys.ledger import ErasureLedger
+from privacy.subjects.erasure import reapply_erasures
 from thuis.db import connect_sync, connection
 from thuis.identity import INGEST_IDENTITY, client_paths
 
@@ -57,6 +59,11 @@ class StackPaths:
     def secrets(self) -> Path:
         """Return the generated passwords' folder (mode 0700)."""
         return self.root / "secrets"
+
+    @property
+    def erasure_ledger(self) -> Path:
+        """Return the erasure ledger: beside the keyring, kept (and backed up) like it."""
+        return self.secrets / "erasure-ledger.jsonl"
 
     @property
     def mail(self) -> Path:
@@ -127,16 +134,27 @@ def _run_stack(args: argparse.Namespace, paths: StackPaths) -> int:
     try:
         passwords = {role: _secret(paths, role.replace("_", "-")) for role in SERVICE_ROLES}
         _prepare_database(cluster, passwords)
+        # The start step after a restore: erase again whom the ledger says were erased; the services refuse
+        # a database that lacks any of them.
+        reapplied = asyncio.run(_reapply_erasures(cluster, paths))
+        if reapplied:
+            log.warning("erased %d subjects again that the database held (restored?)", reapplied)
         ingest_password = passwords["thuis_ingest"]
         broker.log_file = paths.logs / "mosquitto.log"
         broker.start()
         mail.start()
         environment = _environment(paths, cluster, broker, ingest_password)
         children.append(_spawn(["ingest"], environment, paths.logs / "ingest.log"))
+        revocations = [
+            *("certs", "revocations", "serve", "--dir", str(paths.certs)),
+            *("--publish-to", str(broker.crl_file), "--broker-host", "localhost"),
+            *("--broker-port", str(broker.port)),
+        ]
         for command, role, log_name in (
             (["retention", "serve", "--interval-s", "3600"], "thuis_retention", "retention.log"),
             (["rollup", "serve"], "thuis_rollup", "rollup.log"),
             (["api", "--port", str(args.api_port)], "thuis_api", "api.log"),
+            (revocations, "thuis_certs", "revocations.log"),
         ):
             url = cluster.dsn(DATABASE, user=role, password=passwords[role])
             extra = {
@@ -196,6 +214,12 @@ def _keyring(paths: StackPaths) -> Keyring:
     return KeyringFile(path).get()
 
 
+async def _reapply_erasures(cluster: PostgresCluster, paths: StackPaths) -> int:
+    """Carry out every erasure of the ledger the database lacks; return how many there were."""
+    async with connection(cluster.dsn(DATABASE), application_name="thuis-stack") as conn:
+        return len(await reapply_erasures(conn, ErasureLedger(paths.erasure_ledger)))
+
+
 async def _demo_owner(cluster: PostgresCluster, paths: StackPaths, *, site_ids: set[int]) -> None:
     """Let a demo owner sign in to the portal and see the simulated homes."""
     async with connection(cluster.dsn(DATABASE), application_name="thuis-stack") as conn:
@@ -225,6 +249,7 @@ def _environment(
         "THUIS_MQTT_CERT_FILE": str(identity.cert),
         "THUIS_MQTT_KEY_FILE": str(identity.key),
         "THUIS_CERTS_DIR": str(paths.certs),
+        "THUIS_ERASURE_LEDGER_FILE": str(paths.erasure_ledger),
     }
 
 

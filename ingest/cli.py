@@ -9,6 +9,7 @@ import logging
 from ingest.service import serve
 from ingest.settings import IngestSettings
 from mqttv5 import SessionFailedError
+from privacy.keys.ledger import ErasuresNotApplied, LedgerError
 from thuis.identity import certificate_common_name
 from thuis.settings import MqttClientSettings, SettingsError, load_settings
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     client_id = args.client_id or certificate_common_name(mqtt.cert_file)
     try:
         asyncio.run(serve(settings, mqtt, client_id=client_id, retire=args.retire))
-    except SessionFailedError as err:
+    except (SessionFailedError, ErasuresNotApplied, LedgerError) as err:
         log.critical("the ingest cannot run: %s", err)
         return 1
     return 0

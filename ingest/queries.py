@@ -65,13 +65,16 @@ FROM unnest($1::text[], $2::text[], $3::inet[]) AS s(gateway_serial, firmware_ve
 WHERE g.gateway_serial = s.gateway_serial
 """
 
-# Several workers may count the same gateway at the same moment: their counts add up.
+# Several workers may count the same gateway at the same moment: their counts add up. Only registered
+# gateways get traffic rows: counters kept in memory for a gateway whose home was erased since must not
+# write its serial back (an unknown gateway's messages have their quarantine rows and decode_error events).
 UPSERT_TRAFFIC = """
 INSERT INTO gateway_connectivity_events (occurred_at, gateway_serial, event, messages_received,
                                          bytes_received, decode_errors)
 SELECT $1::timestamptz, t.gateway_serial, 'traffic', t.messages, t.bytes, t.decode_errors
 FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
      AS t(gateway_serial, messages, bytes, decode_errors)
+WHERE EXISTS (SELECT FROM gateways g WHERE g.gateway_serial = t.gateway_serial)
 ORDER BY t.gateway_serial
 ON CONFLICT (gateway_serial, event, occurred_at) DO UPDATE
 SET messages_received = gateway_connectivity_events.messages_received + EXCLUDED.messages_received,

@@ -29,6 +29,7 @@ from ingest.settings import IngestSettings
 from ingest.status import Health, IngestMetrics, StatusServer
 from ingest.writer import BatchResult, BatchWriter, GatewayTraffic
 from mqttv5 import BrokerRefusedError
+from privacy.keys.ledger import ErasureLedger, require_erasures_applied
 from thuis.backoff import DATABASE_ERRORS, Backoff
 from thuis.db import create_pool
 from thuis.settings import MqttClientSettings
@@ -100,6 +101,13 @@ async def open_pool(settings: IngestSettings, stopping: asyncio.Event) -> AsyncI
                 max_size=max(settings.database_pool_size, settings.commit_pipeline + 1),
                 command_timeout=60,
             )
+            try:
+                # A database restored from a backup made before an erasure is not served until erased again.
+                async with pool.acquire() as conn:
+                    await require_erasures_applied(conn, ErasureLedger(settings.erasure_ledger_file))
+            except BaseException:
+                await pool.close()
+                raise
             break
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
             delay = policy.next_delay()

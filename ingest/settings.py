@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from thuis.settings import ThuisSettings
+from thuis.settings import ErasureLedgerFile, ThuisSettings
 
 
 class IngestSettings(ThuisSettings):
     """Settings of `thuis ingest`."""
 
+    # The erasure ledger: a database that lacks one of its erasures (a restored backup) is refused.
+    erasure_ledger_file: ErasureLedgerFile
     # Each Thuis ingest process has its own certificate; the broker uses its CN as username and client id.
     session_expiry_s: int = 7 * 24 * 3600
     # MQTT v5 Receive Maximum: how many unacknowledged messages the broker may have in flight to us.

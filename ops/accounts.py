@@ -19,7 +19,7 @@ from api.services.signin import TWO_FACTOR_ROLES
 from ops import queries
 from privacy.keys.crypto import Keyring, seal, seal_json
 from privacy.keys.fields import CONTRACTS_HOLDER, USERS_EMAIL, USERS_TOTP_SECRET
-from privacy.keys.subject_keys import create_key
+from privacy.keys.subject_keys import create_key, reserve_row_key
 from thuis.db import Connection
 
 ROLES = ("owner", "resident", "installer", "researcher", "privacy_officer")
@@ -96,9 +96,11 @@ async def _create_account(  # noqa: PLR0912 - one branch per role and field
     contract_id = company_id = None
     if role == "owner":
         billing = await create_key(conn, keyring, scope="billing")
+        contract_id = await reserve_row_key(conn, CONTRACTS_HOLDER)
         holder = {"holder_name": holder_name or username, "email": email}
-        sealed_holder = seal_json(billing.data_key, holder, context=CONTRACTS_HOLDER)
-        contract_id = await conn.fetchval(queries.INSERT_CONTRACT, billing.key_id, sealed_holder)
+        bound = CONTRACTS_HOLDER.at(contract_id, billing.key_id)
+        sealed_holder = seal_json(billing.data_key, holder, context=bound)
+        await conn.execute(queries.INSERT_CONTRACT, contract_id, billing.key_id, sealed_holder)
     elif role == "resident":
         if resident_of is None:
             raise AccountError("a resident lives under an owner's contract: name the owner")
@@ -121,19 +123,23 @@ async def _create_account(  # noqa: PLR0912 - one branch per role and field
         codes, hashes = new_recovery_codes()
     now = dt.datetime.now(dt.UTC)
     account_key = await create_key(conn, keyring, scope="account")
+    user_id = await reserve_row_key(conn, USERS_EMAIL)
+    email_context = USERS_EMAIL.at(user_id, account_key.key_id)
+    totp_context = USERS_TOTP_SECRET.at(user_id, account_key.key_id)
     try:
-        user_id: int = await conn.fetchval(
+        await conn.execute(
             queries.INSERT_USER,
+            user_id,
             username,
             account_key.key_id,
-            seal(account_key.data_key, email, context=USERS_EMAIL) if email else None,
+            seal(account_key.data_key, email, context=email_context) if email else None,
             keyring.email_hash(email) if email else None,
             hash_password(password),
             role,
             contract_id,
             company_id,
             company_admin,
-            seal(account_key.data_key, secret, context=USERS_TOTP_SECRET) if secret else None,
+            seal(account_key.data_key, secret, context=totp_context) if secret else None,
             now if secret else None,
             None,
             hashes,

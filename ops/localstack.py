@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,8 @@ MOSQUITTO_TEMPLATE = DEPLOY_DIR / "mosquitto" / "mosquitto.conf.template"
 MOSQUITTO_ACL = DEPLOY_DIR / "mosquitto" / "acl"
 DEFAULT_MAX_QUEUED_MESSAGES = 2_000_000
 DEFAULT_MAX_PACKET_SIZE = 256 * 1024
+# How often the local broker looks whether its CRL was replaced (and then reloads it with SIGHUP).
+CRL_WATCH_INTERVAL_S = 0.2
 
 
 class LocalStackError(Exception):
@@ -203,16 +206,26 @@ def render_broker_config(
     bind_address: str = "127.0.0.1",
     max_queued_messages: int = DEFAULT_MAX_QUEUED_MESSAGES,
     max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+    crl_file: Path | None = None,
 ) -> str:
-    """Fill in the broker configuration template of deploy/mosquitto."""
+    """Fill in the broker configuration template of deploy/mosquitto (the CRL: config_dir/crl.pem)."""
     return Template(MOSQUITTO_TEMPLATE.read_text()).substitute(
         config_dir=config_dir,
+        crl_file=crl_file or config_dir / "crl.pem",
         data_dir=str(data_dir).rstrip("/"),
         port=port,
         bind_address=bind_address,
         max_queued_messages=max_queued_messages,
         max_packet_size=max_packet_size,
     )
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return status.st_mtime_ns, status.st_ino
 
 
 @dataclass
@@ -231,6 +244,9 @@ class MosquittoBroker:
         self.config_dir = self.state_dir / "config"
         self.data_dir = self.state_dir / "data"
         self.log_file = self.state_dir / "mosquitto.log"
+        self.crl_file = self.config_dir / "crl.pem"
+        self._crl_watch: threading.Thread | None = None
+        self._crl_watch_stop = threading.Event()
 
     def configure(self) -> None:
         """Write the configuration, the ACL and copies of the broker's certificate and key it can read."""
@@ -240,6 +256,8 @@ class MosquittoBroker:
         shutil.copyfile(self.certs_dir / "ca.crt", self.config_dir / "ca.crt")
         shutil.copyfile(broker.cert, self.config_dir / "broker.crt")
         shutil.copyfile(broker.key, self.config_dir / "broker.key")
+        # The broker's copy of the CA's CRL; revocation publishes the new one here (`--publish-to`).
+        shutil.copyfile(self.certs_dir / "crl.pem", self.crl_file)
         (self.config_dir / "acl").write_text(render_broker_acl())
         config = render_broker_config(
             config_dir=self.config_dir,
@@ -248,7 +266,7 @@ class MosquittoBroker:
             max_packet_size=self.max_packet_size,
         )
         (self.config_dir / "mosquitto.conf").write_text(config)
-        for name in ("ca.crt", "broker.crt", "acl", "mosquitto.conf"):
+        for name in ("ca.crt", "broker.crt", "crl.pem", "acl", "mosquitto.conf"):
             hand_over(self.config_dir / name, self._user, 0o644)
         hand_over(self.config_dir / "broker.key", self._user, 0o600)
         hand_over(self.config_dir, self._user, 0o755)
@@ -271,12 +289,38 @@ class MosquittoBroker:
             if self._process.poll() is not None:
                 raise LocalStackError(f"mosquitto exited: {self.log_file.read_text()[-2000:]}")
             if self._accepts_tls():
+                self._watch_crl()
                 return
             time.sleep(0.05)
         raise LocalStackError(f"mosquitto did not listen on port {self.port} within {timeout_s} s")
 
+    def reload(self) -> None:
+        """Have the broker read its configuration, certificates and CRL again (SIGHUP), without a restart."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGHUP)
+
+    def _watch_crl(self, interval_s: float = CRL_WATCH_INTERVAL_S) -> None:
+        """Reload the broker whenever its CRL is replaced (in Compose, deploy/mosquitto/broker.sh does)."""
+        self._crl_watch_stop.clear()
+
+        def watch() -> None:
+            stamp = _file_stamp(self.crl_file)
+            while not self._crl_watch_stop.wait(interval_s):
+                now = _file_stamp(self.crl_file)
+                if now != stamp:
+                    stamp = now
+                    log.info("the CRL changed; the broker reads it again")
+                    self.reload()
+
+        self._crl_watch = threading.Thread(target=watch, name="broker-crl-watch", daemon=True)
+        self._crl_watch.start()
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the broker (SIGTERM saves its persistence file) and wait for it."""
+        self._crl_watch_stop.set()
+        if self._crl_watch is not None:
+            self._crl_watch.join()
+            self._crl_watch = None
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(sig)
             try:

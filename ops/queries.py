@@ -5,7 +5,10 @@ synchronous tool on psycopg (%s placeholders), see thuis/db.py.
 """
 
 # Accounts (ops/accounts.py, asyncpg).
-INSERT_CONTRACT = "INSERT INTO contracts (key_id, holder_ciphertext) VALUES ($1, $2) RETURNING contract_id"
+# A sealed value is bound to its row: the row's key is reserved first (privacy.keys.subject_keys), then given.
+INSERT_CONTRACT = """
+INSERT INTO contracts (contract_id, key_id, holder_ciphertext) OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3)
+"""
 SET_CONTRACT_HOLDER = "UPDATE contracts SET holder_user_id = $1 WHERE contract_id = $2"
 SELECT_CONTRACT_OF_OWNER = """
 SELECT contract_id FROM users WHERE username = $1 AND role = 'owner' AND closed_at IS NULL
@@ -13,11 +16,11 @@ SELECT contract_id FROM users WHERE username = $1 AND role = 'owner' AND closed_
 SELECT_COMPANY = "SELECT company_id FROM installer_companies WHERE name = $1"
 INSERT_COMPANY = "INSERT INTO installer_companies (name) VALUES ($1) RETURNING company_id"
 INSERT_USER = """
-INSERT INTO users (username, key_id, email_ciphertext, email_hash, password_hash, role, contract_id,
+INSERT INTO users (user_id, username, key_id, email_ciphertext, email_hash, password_hash, role, contract_id,
                    installer_company_id, company_admin, totp_secret_ciphertext, totp_confirmed_at,
                    totp_last_step, recovery_code_hashes)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-RETURNING user_id
+OVERRIDING SYSTEM VALUE
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 """
 SELECT_ACCOUNT_EXISTS = "SELECT EXISTS (SELECT 1 FROM users WHERE username = $1)"
 SELECT_ACCOUNTS_BY_EMAIL_HASH = """
@@ -41,6 +44,11 @@ SELECT_CURRENT_PERIOD_START = """
 SELECT started_at FROM site_ownership_periods WHERE site_id = $1 AND ended_at IS NULL
 """
 
+# The revocation worker (ops/revocations.py, asyncpg, as thuis_certs): the gateways erasure or
+# decommissioning queued, oldest first, and those done.
+SELECT_REVOCATIONS = "SELECT gateway_serial FROM gateway_revocations ORDER BY requested_at, gateway_serial"
+DELETE_REVOCATIONS = "DELETE FROM gateway_revocations WHERE gateway_serial = ANY($1::text[])"
+
 # The gateway registry (ops/registry.py, psycopg).
 INSERT_SITE = "INSERT INTO sites (label, time_zone) VALUES (%s, %s) RETURNING site_id"
 INSERT_GATEWAY = """
@@ -48,6 +56,11 @@ INSERT INTO gateways (gateway_serial, vendor, site_id, registered_at)
 VALUES (%s, %s, %s, coalesce(%s, now()))
 """
 SELECT_GATEWAY = "SELECT gateway_serial, vendor, site_id FROM gateways WHERE gateway_serial = %s"
+# A decommissioned gateway keeps its history; the trigger of migration 0014 queues its revocation.
+DECOMMISSION_GATEWAY = """
+UPDATE gateways SET decommissioned_at = coalesce(decommissioned_at, now()) WHERE gateway_serial = %s
+RETURNING decommissioned_at
+"""
 
 # The local stack (ops/localstack.py, psycopg).
 SELECT_DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %s"

@@ -53,3 +53,12 @@ def register_gateway(
         raise RegistryError(f"gateway {gateway_serial} is already registered")
     conn.execute(queries.INSERT_GATEWAY, (gateway_serial, vendor, site_id, registered_at))
     return RegisteredGateway(gateway_serial, vendor, site_id)
+
+
+def decommission_gateway(conn: psycopg.Connection, *, gateway_serial: str) -> dt.datetime:
+    """Mark a gateway decommissioned (its history stays) and so queue the revocation of its certificates."""
+    row = conn.execute(queries.DECOMMISSION_GATEWAY, (gateway_serial,)).fetchone()
+    if row is None:
+        raise RegistryError(f"gateway {gateway_serial} is not registered")
+    decommissioned_at: dt.datetime = row[0]
+    return decommissioned_at

@@ -5,7 +5,14 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-SERVICE_ROLES = ("thuis_ingest", "thuis_retention", "thuis_rollup", "thuis_api", "thuis_export")
+SERVICE_ROLES = (
+    "thuis_ingest",
+    "thuis_retention",
+    "thuis_rollup",
+    "thuis_api",
+    "thuis_export",
+    "thuis_certs",  # the revocation worker (`thuis certs revocations`)
+)
 
 
 def set_role_password(conn: psycopg.Connection, *, role: str, password: str) -> None:

@@ -8,9 +8,11 @@ import datetime as dt
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import asyncpg
 
+from privacy.keys.ledger import ErasureLedger, ErasuresNotApplied, LedgerError, require_erasures_applied
 from retention.docs import PRIVACY_DOC, render_privacy_doc
 from retention.report import build_report, render_report
 from retention.settings import RetentionSettings
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as err:
         print(f"thuis retention: {err}", file=sys.stderr)  # noqa: T201
         return 2
-    except CatalogueError as err:
+    except (CatalogueError, ErasuresNotApplied, LedgerError) as err:
         print(f"thuis retention: {err}", file=sys.stderr)  # noqa: T201
         return 1
     except DATABASE_ERRORS as err:
@@ -94,6 +96,7 @@ async def _once(settings: RetentionSettings, catalogue: Catalogue, args: argpars
     """Run `run`, `report` or `check` on one connection, once the database passed the catalogue's check."""
     conn = await connect(settings.database_url.get_secret_value(), application_name="thuis retention")
     try:
+        await require_erasures_applied(conn, ErasureLedger(settings.erasure_ledger_file))
         await check_schema(conn, catalogue)
         await _ACTIONS[args.retention_action](conn, catalogue, args)
     finally:
@@ -144,6 +147,7 @@ async def _serve(settings: RetentionSettings, catalogue: Catalogue) -> None:
         interval_s=settings.retention_interval_s,
         stopping=stopping,
         name="retention",
+        on_connect=partial(require_erasures_applied, ledger=ErasureLedger(settings.erasure_ledger_file)),
     )
 
 

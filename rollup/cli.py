@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import logging
 import sys
+from functools import partial
 
 import asyncpg
 
+from privacy.keys.ledger import ErasureLedger, ErasuresNotApplied, LedgerError, require_erasures_applied
 from rollup.settings import RollupSettings
 from rollup.worker import Recheck, count_pending, drain_pending
 from thuis.backoff import DATABASE_ERRORS, serve_with_reconnect, stop_on_signals
@@ -53,13 +55,16 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as err:
         print(f"thuis rollup: {err}", file=sys.stderr)  # noqa: T201
         return 2
-    if args.rollup_action == "serve":
-        asyncio.run(_serve(settings))
-        return 0
     try:
-        asyncio.run(_run_once(settings))
+        if args.rollup_action == "serve":
+            asyncio.run(_serve(settings))
+        else:
+            asyncio.run(_run_once(settings))
     except DATABASE_ERRORS as err:
         print(f"thuis rollup: the database failed: {err}", file=sys.stderr)  # noqa: T201
+        return 1
+    except (ErasuresNotApplied, LedgerError) as err:
+        print(f"thuis rollup: {err}", file=sys.stderr)  # noqa: T201
         return 1
     return 0
 
@@ -67,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
 async def _run_once(settings: RollupSettings) -> None:
     conn = await connect(settings.database_url.get_secret_value(), application_name="thuis rollup")
     try:
+        await require_erasures_applied(conn, ErasureLedger(settings.erasure_ledger_file))
         result = await drain_pending(conn, batch_hours=settings.rollup_batch_hours)
         print(  # noqa: T201 - the command's output
             f"rolled up {result.hours} hours in {result.batches} batches: {result.hourly_rows} hourly "
@@ -100,5 +106,10 @@ async def _serve(settings: RollupSettings) -> None:
 
     log.info("rollup: running every %.1f s", settings.rollup_interval_s)
     await serve_with_reconnect(
-        drain, settings=settings, interval_s=settings.rollup_interval_s, stopping=stopping, name="rollup"
+        drain,
+        settings=settings,
+        interval_s=settings.rollup_interval_s,
+        stopping=stopping,
+        name="rollup",
+        on_connect=partial(require_erasures_applied, ledger=ErasureLedger(settings.erasure_ledger_file)),
     )

@@ -21,7 +21,8 @@ secret() {
 
 mkdir -p "$folder"
 chmod 0700 "$folder"
-for name in postgres_password ingest_db_password retention_db_password rollup_db_password api_db_password; do
+for name in postgres_password ingest_db_password retention_db_password rollup_db_password api_db_password \
+    certs_db_password; do
     secret "$name" 24
 done
 secret api_secret_key 32

@@ -108,8 +108,12 @@ async def serve_with_reconnect(
     interval_s: float,
     stopping: asyncio.Event,
     name: str,
+    on_connect: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> None:
     """Run `work` now and then every interval on one connection, until `stopping` is set.
+
+    `on_connect` runs on every new connection before any work: an exception of its own (the database is
+    not one this process may serve, say) ends the loop like any error that is not the database's.
 
     A database error, in a run or in connecting, is logged; the connection is dropped and opened again after
     the reconnect policy's delay, which grows with each failure in a row and starts over after a run that
@@ -126,6 +130,8 @@ async def serve_with_reconnect(
                     conn = await _connect_unless_stopping(url, stopping, application_name=f"thuis {name}")
                     if conn is None:
                         break
+                    if on_connect is not None:
+                        await on_connect(conn)
                     if policy.failures:
                         log.info("%s: connected again after %d failed attempts", name, policy.failures)
                 await work(conn)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,6 +38,17 @@ def load_settings(cls: type[SettingsType], **overrides: Any) -> SettingsType:
         return cls(**given)
     except ValidationError as err:
         raise SettingsError(err, prefix=str(cls.model_config.get("env_prefix", ""))) from None
+
+
+def _ledger_file(path: Path) -> Path:
+    if str(path) in {"", "."} or path.is_dir():
+        raise ValueError("must name the erasure ledger's file (beside the keyring), not a folder")
+    return path
+
+
+# Where the erasure ledger is (THUIS_ERASURE_LEDGER_FILE): every process that serves data checks its
+# database against it, and refuses one that lacks an erasure (privacy/keys/ledger.py).
+ErasureLedgerFile = Annotated[Path, AfterValidator(_ledger_file)]
 
 
 PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "password", "postgres", "secret", "thuis"})

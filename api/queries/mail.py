@@ -1,8 +1,9 @@
 """Every SQL statement of the mail outbox: queueing a message, claiming due ones, their outcome."""
 
+# The message's key is reserved first, as its sealed text is bound to it (privacy.keys.subject_keys).
 INSERT_MAIL = """
-INSERT INTO mail_outbox (user_id, kind, message_ciphertext, created_at, next_attempt_at)
-VALUES ($1, $2, $3, now(), now())
+INSERT INTO mail_outbox (message_id, user_id, kind, message_ciphertext, created_at, next_attempt_at)
+OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, now(), now())
 """
 
 

@@ -13,15 +13,13 @@ def in_windows(column: str, starts: str, ends: str) -> str:
     )
 
 
-# The precise address only as its owner of today sealed it (a change of owner drops it, migration 0011).
+# The precise address, and whether its owner of today sealed it: a change of owner drops it (migration
+# 0011), so one sealed under another key was put there by someone writing the database, and is not opened.
 SELECT_SITE_ADDRESS = """
-SELECT s.postcode_area, s.h3_cell, s.address_key_id, s.address_ciphertext FROM sites s
-LEFT JOIN users u ON u.user_id = s.owner_user_id
-WHERE s.site_id = $1 AND s.address_key_id IS NOT DISTINCT FROM u.key_id
-UNION ALL
-SELECT s.postcode_area, s.h3_cell, NULL, NULL FROM sites s
-LEFT JOIN users u ON u.user_id = s.owner_user_id
-WHERE s.site_id = $1 AND s.address_key_id IS DISTINCT FROM u.key_id
+SELECT s.postcode_area, s.h3_cell, s.address_key_id, s.address_ciphertext,
+       s.address_key_id IS NOT DISTINCT FROM u.key_id AS sealed_by_owner
+FROM sites s LEFT JOIN users u ON u.user_id = s.owner_user_id
+WHERE s.site_id = $1
 """
 
 
@@ -33,7 +31,7 @@ WHERE site_id = $1
 
 # The owner's user data an assigned installer needs to reach the installation: the contract holder.
 SELECT_OWNER_CONTACT = """
-SELECT c.key_id, c.holder_ciphertext, u.key_id AS user_key_id, u.email_ciphertext
+SELECT c.contract_id, c.key_id, c.holder_ciphertext, u.user_id, u.key_id AS user_key_id, u.email_ciphertext
 FROM users u JOIN contracts c USING (contract_id)
 WHERE u.user_id = $1
 """

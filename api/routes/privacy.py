@@ -8,7 +8,17 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from api.deps import CatalogueDep, ConnDep, Id, KeyringDep, Owner, PoolDep, PrivacyOfficer, SignedIn
+from api.deps import (
+    CatalogueDep,
+    ConnDep,
+    Id,
+    KeyringDep,
+    LedgerDep,
+    Owner,
+    PoolDep,
+    PrivacyOfficer,
+    SignedIn,
+)
 from api.problems import PROBLEM_RESPONSES, Problem
 from api.schemas.common import EMAIL_PATTERN
 from api.schemas.privacy import (
@@ -124,6 +134,7 @@ async def decide(
     conn: ConnDep,
     keyring: KeyringDep,
     catalogue: CatalogueDep,
+    ledger: LedgerDep,
 ) -> SubjectRequest:
     """Approve a proposed erasure, which carries it out and completes the request, or reject the proposal.
 
@@ -135,6 +146,7 @@ async def decide(
         conn,
         keyring,
         catalogue,
+        ledger,
         principal=principal,
         request_id=request_id,
         approve=body.decision == "approve",

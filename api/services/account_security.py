@@ -85,9 +85,15 @@ class ProvenAccount:
         """Return the account's id."""
         return int(self.row["user_id"])
 
+    @property
+    def key_id(self) -> int:
+        """Return the id of the account's data key (sealed values are bound to it)."""
+        return int(self.row["key_id"])
+
     def email(self) -> str | None:
         """Return the verified address in force (None: none)."""
-        return open_text(self.key, self.row["email_ciphertext"], context=USERS_EMAIL)
+        bound = USERS_EMAIL.at(self.user_id, self.key_id)
+        return open_text(self.key, self.row["email_ciphertext"], context=bound)
 
 
 @asynccontextmanager
@@ -154,7 +160,14 @@ async def _consequences(
         notice, username=principal.username, circumstances=request.circumstances(), new_email=new_email
     )
     await notices.queue(
-        conn, key=account.key, user_id=account.user_id, kind=notice, to=address, subject=subject, text=text
+        conn,
+        key=account.key,
+        key_id=account.key_id,
+        user_id=account.user_id,
+        kind=notice,
+        to=address,
+        subject=subject,
+        text=text,
     )
 
 
@@ -203,7 +216,7 @@ async def start_totp(conn: Connection, request: ChangeRequest, proof: Proof) -> 
             raise Problem(
                 409, "two-factor authentication is already on; turn it off first to set up a new app"
             )
-        sealed = seal_text(account.key, secret, context=USERS_TOTP_SECRET)
+        sealed = seal_text(account.key, secret, context=USERS_TOTP_SECRET.at(account.user_id, account.key_id))
         await conn.execute(queries.SET_TOTP_SECRET, account.user_id, sealed)
     return TotpSetup(secret=secret, otpauth_uri=totp_uri(secret, username=request.principal.username))
 
@@ -218,7 +231,8 @@ async def confirm_totp(
             raise Problem(409, "two-factor authentication is already on")
         if row["totp_secret_ciphertext"] is None:
             raise Problem(409, "start with POST /api/v1/account/totp")
-        secret = open_text(account.key, row["totp_secret_ciphertext"], context=USERS_TOTP_SECRET) or ""
+        bound = USERS_TOTP_SECRET.at(account.user_id, account.key_id)
+        secret = open_text(account.key, row["totp_secret_ciphertext"], context=bound) or ""
         step = totp_step(secret, code, now=dt.datetime.now(dt.UTC), last_step=None)
         if step is None:
             raise Problem(422, "body field totp_code: the code does not match; check the app's clock")
@@ -267,7 +281,7 @@ async def change_email(conn: Connection, request: ChangeRequest, proof: Proof, *
         await conn.execute(
             queries.UPSERT_EMAIL_CHANGE,
             account.user_id,
-            seal_text(account.key, email, context=EMAIL_CHANGES_EMAIL),
+            seal_text(account.key, email, context=EMAIL_CHANGES_EMAIL.at(account.user_id, account.key_id)),
             hashlib.sha256(token.encode()).digest(),
             dt.timedelta(seconds=request.settings.email_confirm_s),
         )
@@ -279,6 +293,7 @@ async def change_email(conn: Connection, request: ChangeRequest, proof: Proof, *
         await notices.queue(
             conn,
             key=account.key,
+            key_id=account.key_id,
             user_id=account.user_id,
             kind="email_confirmation",
             to=email,
@@ -293,14 +308,13 @@ async def confirm_email(conn: Connection, keyring: Keyring, outbox: Outbox, *, t
         row = await conn.fetchrow(queries.TAKE_EMAIL_CHANGE, hashlib.sha256(token.encode()).digest())
         if row is None:
             raise Problem(404, LINK_NOT_VALID)
-        key = await load_key(conn, keyring, row["key_id"])
-        new = open_text(key, row["email_ciphertext"], context=EMAIL_CHANGES_EMAIL) or ""
-        old = open_text(key, row["old_email_ciphertext"], context=USERS_EMAIL)
+        user_id, key_id = row["user_id"], row["key_id"]
+        key = await load_key(conn, keyring, key_id)
+        new = open_text(key, row["email_ciphertext"], context=EMAIL_CHANGES_EMAIL.at(user_id, key_id)) or ""
+        in_force = USERS_EMAIL.at(user_id, key_id)
+        old = open_text(key, row["old_email_ciphertext"], context=in_force)
         await conn.execute(
-            queries.SET_EMAIL,
-            row["user_id"],
-            seal_text(key, new, context=USERS_EMAIL),
-            keyring.email_hash(new),
+            queries.SET_EMAIL, user_id, seal_text(key, new, context=in_force), keyring.email_hash(new)
         )
         if old is not None:
             subject, text = notices.security_notice(
@@ -312,7 +326,8 @@ async def confirm_email(conn: Connection, keyring: Keyring, outbox: Outbox, *, t
             await notices.queue(
                 conn,
                 key=key,
-                user_id=row["user_id"],
+                key_id=key_id,
+                user_id=user_id,
                 kind="email_changed",
                 to=old,
                 subject=subject,

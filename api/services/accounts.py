@@ -20,12 +20,14 @@ async def account(conn: Connection, keyring: Keyring, *, user_id: int) -> Accoun
     key = await load_key(conn, keyring, row["key_id"])
     fields = {name: value for name, value in dict(row).items() if name not in {"key_id", "email_ciphertext"}}
     pending = await conn.fetchrow(queries.SELECT_PENDING_EMAIL, user_id)
+    pending_email = None
+    if pending is not None:
+        bound = EMAIL_CHANGES_EMAIL.at(user_id, pending["key_id"])
+        pending_email = open_text(key, pending["email_ciphertext"], context=bound)
     return Account(
         **fields,
-        email=open_text(key, row["email_ciphertext"], context=USERS_EMAIL),
-        pending_email=open_text(key, pending["email_ciphertext"], context=EMAIL_CHANGES_EMAIL)
-        if pending
-        else None,
+        email=open_text(key, row["email_ciphertext"], context=USERS_EMAIL.at(user_id, row["key_id"])),
+        pending_email=pending_email,
         pending_email_expires_at=pending["expires_at"] if pending else None,
     )
 

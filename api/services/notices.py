@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from api.queries import mail as queries
 from privacy.keys.crypto import seal_json
 from privacy.keys.fields import MAIL_OUTBOX_MESSAGE
+from privacy.keys.subject_keys import reserve_row_key
 from thuis.db import Connection
 
 # Times in mail are written as the portal shows them by default; the UTC instant stands beside them.
@@ -41,11 +42,24 @@ class Circumstances:
 
 
 async def queue(
-    conn: Connection, *, key: bytes, user_id: int, kind: str, to: str, subject: str, text: str
+    conn: Connection,
+    *,
+    key: bytes,
+    key_id: int,
+    user_id: int,
+    kind: str,
+    to: str,
+    subject: str,
+    text: str,
 ) -> None:
-    """Put a message for an account in the outbox, sealed with its key; it leaves once committed."""
-    sealed = seal_json(key, {"to": to, "subject": subject, "text": text}, context=MAIL_OUTBOX_MESSAGE)
-    await conn.execute(queries.INSERT_MAIL, user_id, kind, sealed)
+    """Put a message for an account in the outbox, sealed with its key; it leaves once committed.
+
+    The message is bound to its row, so its key is reserved first.
+    """
+    message_id = await reserve_row_key(conn, MAIL_OUTBOX_MESSAGE)
+    document = {"to": to, "subject": subject, "text": text}
+    sealed = seal_json(key, document, context=MAIL_OUTBOX_MESSAGE.at(message_id, key_id))
+    await conn.execute(queries.INSERT_MAIL, message_id, user_id, kind, sealed)
 
 
 def masked(address: str) -> str:

@@ -19,6 +19,7 @@ from api.schemas.privacy import SubjectRequest as SubjectRequestBody
 from api.schemas.privacy import TrailEntry
 from api.security import Principal
 from privacy.keys.crypto import Keyring
+from privacy.keys.ledger import ErasureLedger
 from privacy.subjects import workflow
 from privacy.subjects.access_export import access_export
 from privacy.subjects.model import Actor, RequestRefused
@@ -172,17 +173,21 @@ async def decide(
     conn: Connection,
     keyring: Keyring,
     catalogue: Catalogue,
+    ledger: ErasureLedger,
     *,
     principal: Principal,
     request_id: int,
     approve: bool,
     note: str | None,
 ) -> workflow.SubjectRequest:
-    """Approve a proposed erasure (a second privacy officer), carrying it out, or reject the proposal."""
+    """Approve a proposed erasure (a second privacy officer), carrying it out, or reject the proposal.
+
+    The erasure is written to the erasure ledger before it commits.
+    """
     actor = actor_of(principal)
     with answered_as_problems():
         await workflow.decide_proposal(
-            conn, keyring, catalogue, request_id=request_id, actor=actor, approve=approve, note=note
+            conn, keyring, catalogue, ledger, request_id=request_id, actor=actor, approve=approve, note=note
         )
         return await workflow.load_request(conn, keyring, request_id=request_id, actor=actor)
 

@@ -180,7 +180,8 @@ async def _totp_secret(conn: Connection, keyring: Keyring, user: asyncpg.Record)
     if user["totp_secret_ciphertext"] is None:
         return ""
     key = await load_key(conn, keyring, user["key_id"])
-    return open_text(key, user["totp_secret_ciphertext"], context=USERS_TOTP_SECRET) or ""
+    bound = USERS_TOTP_SECRET.at(user["user_id"], user["key_id"])
+    return open_text(key, user["totp_secret_ciphertext"], context=bound) or ""
 
 
 def _second_factor(

@@ -28,7 +28,7 @@ from api.schemas.sites import (
 from api.security import Principal
 from api.services.access import SiteAccess, record_read, visible_sites
 from privacy.address import Address
-from privacy.keys.crypto import Keyring, seal_json
+from privacy.keys.crypto import DecryptionError, Keyring, seal_json
 from privacy.keys.fields import CONTRACTS_HOLDER, SITES_ADDRESS, USERS_EMAIL, open_document, open_text
 from privacy.keys.subject_keys import load_key
 from privacy.location import LocationError
@@ -76,9 +76,13 @@ async def owner_contact(
     if row is None:
         raise not_found(f"the owner of site {access.site_id}")
     holder_key = await load_key(conn, keyring, row["key_id"])
-    holder = open_document(holder_key, row["holder_ciphertext"], context=CONTRACTS_HOLDER)
+    holder = open_document(
+        holder_key, row["holder_ciphertext"], context=CONTRACTS_HOLDER.at(row["contract_id"], row["key_id"])
+    )
     user_key = await load_key(conn, keyring, row["user_key_id"])
-    account_email = open_text(user_key, row["email_ciphertext"], context=USERS_EMAIL)
+    account_email = open_text(
+        user_key, row["email_ciphertext"], context=USERS_EMAIL.at(row["user_id"], row["user_key_id"])
+    )
     await record_read(conn, principal=principal, access=access, resource="owner")
     return OwnerContact(
         holder_name=holder.get("holder_name") or "",
@@ -257,9 +261,17 @@ async def address(
         raise Problem(403, "a resident does not see the address data of the owner")
     row = await conn.fetchrow(queries.SELECT_SITE_ADDRESS, access.site_id)
     document = {}
-    if row is not None and row["address_key_id"] is not None:
+    if row is not None and row["address_ciphertext"] is not None:
+        if row["address_key_id"] is None or not row["sealed_by_owner"]:
+            # Never opened: not the owner's of today. A change of owner drops the address, so it was moved
+            # here (or its key id changed) by someone writing the database: an alarm, like any that fails.
+            raise DecryptionError(
+                f"{SITES_ADDRESS} of row {access.site_id} (data key {row['address_key_id']}) does not open: "
+                "it is not sealed with the key of the home's owner, so it was moved from another home"
+            )
         key = await load_key(conn, keyring, row["address_key_id"])
-        document = open_document(key, row["address_ciphertext"], context=SITES_ADDRESS)
+        bound = SITES_ADDRESS.at(access.site_id, row["address_key_id"])
+        document = open_document(key, row["address_ciphertext"], context=bound)
     await record_read(conn, principal=principal, access=access, resource="address")
     return SiteAddress(
         **Address.from_document(document).document(),
@@ -280,6 +292,6 @@ async def set_address(
     async with conn.transaction():
         key_id = await conn.fetchval(queries.SELECT_KEY_OF_OWNER, owner_user_id)
         key = await load_key(conn, keyring, key_id)
-        sealed = seal_json(key, normalised.document(), context=SITES_ADDRESS)
+        sealed = seal_json(key, normalised.document(), context=SITES_ADDRESS.at(site_id, key_id))
         await conn.execute(queries.SET_SITE_ADDRESS, site_id, postcode_area, cell, key_id, sealed)
     return SiteAddress(**normalised.document(), postcode_area=postcode_area, h3_cell=cell)

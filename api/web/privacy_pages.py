@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
-from api.deps import MAX_ID, CatalogueDep, ConnDep, Id, KeyringDep, SignedIn
+from api.deps import MAX_ID, CatalogueDep, ConnDep, Id, KeyringDep, LedgerDep, SignedIn
 from api.problems import Problem
 from api.schemas.privacy import REQUEST_FILING
 from api.security import Principal
@@ -214,6 +214,7 @@ async def decide(
     conn: ConnDep,
     keyring: KeyringDep,
     catalogue: CatalogueDep,
+    ledger: LedgerDep,
 ) -> Response:
     """Approve a proposed erasure from the queue (carrying it out), or reject the proposal with a note."""
     form = await request.form()
@@ -226,6 +227,7 @@ async def decide(
             conn,
             keyring,
             catalogue,
+            ledger,
             principal=principal,
             request_id=request_id,
             approve=decision == "approve",

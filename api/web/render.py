@@ -17,8 +17,9 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from api.deps import settings_of
-from api.problems import TITLES, Problem
+from api.problems import TITLES, Problem, sealed_value_problem
 from api.security import Principal, csrf_token
+from privacy.keys.crypto import DecryptionError
 from privacy.research.accounting import epsilon
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,8 @@ class PageRoute(APIRoute):
                 if problem.status == 401:  # not signed in
                     return sign_in_first(request)
                 response = error_page(request, problem.status, problem.detail)
+            except DecryptionError as err:
+                response = error_page(request, 500, sealed_value_problem(err).detail)
             except RequestValidationError as invalid:
                 # A malformed id or query in an address: for a person, that page does not exist.
                 log.info("invalid page request %s: %s", request.url.path, invalid.errors())

@@ -1,6 +1,8 @@
 """Personal fields at rest: AES-GCM with a data key per data subject, wrapped by a master key.
 
-A data subject's fields are sealed with their own 256-bit data key. The data key is stored only wrapped
+A data subject's fields are sealed with their own 256-bit data key, bound (as AES-GCM's associated data) to
+the table, the column, the row and the id of that data key, so that a value moved to another row or column,
+or given another key id, does not open. The data key is stored only wrapped
 (AES-GCM) by a master key from the keyring file, which lives in the configuration, never in the database.
 Rotating the master key re-wraps the data keys and leaves the data as it is; destroying a data key makes
 every copy of the subject's fields unreadable (crypto-shredding). An email address is found by its keyed
@@ -25,7 +27,11 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-FORMAT_VERSION = b"\x01"
+# The leading byte of a sealed field. Format 2 binds table, column, row key and key id; format 1 bound the
+# column only, so whoever could write the database could swap values between rows: it is refused.
+FORMAT_VERSION = b"\x02"
+# The leading byte of a wrapped data key (bound to its scope; its key id is bound by the fields it seals).
+WRAP_FORMAT_VERSION = b"\x01"
 NONCE_BYTES = 12
 KEY_BYTES = 32
 SCOPES = ("account", "billing", "order", "marketing")
@@ -38,6 +44,23 @@ class KeyringError(Exception):
 
 class DecryptionError(Exception):
     """A sealed field or wrapped key does not open: wrong key, wrong context, or tampered with."""
+
+
+@dataclass(frozen=True)
+class FieldContext:
+    """Where a sealed value belongs: its table, its column, its row's key and the id of its data key."""
+
+    table: str
+    column: str
+    row_key: int
+    key_id: int
+
+    def associated_data(self) -> bytes:
+        """Return the bytes AES-GCM authenticates with the value: every part, unambiguously encoded."""
+        return json.dumps(["thuis sealed field", self.table, self.column, self.row_key, self.key_id]).encode()
+
+    def __str__(self) -> str:
+        return f"{self.table}.{self.column} of row {self.row_key} (data key {self.key_id})"
 
 
 @dataclass(frozen=True)
@@ -61,7 +84,8 @@ class Keyring:
 
     def wrap(self, data_key: bytes, *, scope: str) -> tuple[str, bytes]:
         """Wrap a data key with the current master key; return (master key id, wrapped key)."""
-        return self.current, _seal(self.master_keys[self.current], data_key, _wrap_context(scope))
+        master_key = self.master_keys[self.current]
+        return self.current, _seal(WRAP_FORMAT_VERSION, master_key, data_key, _wrap_context(scope))
 
     def unwrap(self, master_key_id: str, wrapped_key: bytes, *, scope: str) -> bytes:
         """Unwrap a data key with the master key that wrapped it."""
@@ -70,7 +94,10 @@ class Keyring:
             raise KeyringError(
                 f"a data key is wrapped by master key {master_key_id!r}, which the keyring no longer holds"
             )
-        return _open(master_key, wrapped_key, _wrap_context(scope))
+        try:
+            return _open(WRAP_FORMAT_VERSION, master_key, wrapped_key, _wrap_context(scope))
+        except DecryptionError as err:
+            raise DecryptionError(f"a data key ({scope}) does not unwrap: {err}") from None
 
     def email_hash(self, email: str) -> bytes:
         """Return the keyed hash an email address is found by (case and surrounding blanks ignored)."""
@@ -166,22 +193,33 @@ def new_data_key() -> bytes:
     return secrets.token_bytes(KEY_BYTES)
 
 
-def seal(data_key: bytes, plaintext: str, *, context: str) -> bytes:
-    """Encrypt a text field; `context` (table.column) is authenticated, so a value cannot be moved."""
-    return _seal(data_key, plaintext.encode(), context.encode())
+def seal(data_key: bytes, plaintext: str, *, context: FieldContext) -> bytes:
+    """Encrypt a text field bound to its table, column, row and key id, so that it cannot be moved."""
+    return _seal(FORMAT_VERSION, data_key, plaintext.encode(), context.associated_data())
 
 
-def open_sealed(data_key: bytes, sealed: bytes, *, context: str) -> str:
-    """Decrypt a text field sealed with `seal` under the same context."""
-    return _open(data_key, sealed, context.encode()).decode()
+def open_sealed(data_key: bytes, sealed: bytes, *, context: FieldContext) -> str:
+    """Decrypt a text field sealed with `seal` for the same table, column, row and key id."""
+    if sealed[:1] != FORMAT_VERSION:
+        raise DecryptionError(
+            f"{context} does not open: it is not sealed in format {FORMAT_VERSION[0]}, which binds a value "
+            "to its row and key (format 1 bound the column only and is no longer accepted)"
+        )
+    try:
+        return _open(FORMAT_VERSION, data_key, sealed, context.associated_data()).decode()
+    except DecryptionError:
+        raise DecryptionError(
+            f"{context} does not open: the value, or its key id, was moved from another row or column, "
+            "or altered"
+        ) from None
 
 
-def seal_json(data_key: bytes, document: dict[str, Any], *, context: str) -> bytes:
+def seal_json(data_key: bytes, document: dict[str, Any], *, context: FieldContext) -> bytes:
     """Encrypt a JSON document (several fields of one row)."""
     return seal(data_key, json.dumps(document, separators=(",", ":"), sort_keys=True), context=context)
 
 
-def open_json(data_key: bytes, sealed: bytes, *, context: str) -> dict[str, Any]:
+def open_json(data_key: bytes, sealed: bytes, *, context: FieldContext) -> dict[str, Any]:
     """Decrypt a JSON document sealed with `seal_json`."""
     document = json.loads(open_sealed(data_key, sealed, context=context))
     if not isinstance(document, dict):
@@ -194,13 +232,13 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def _seal(key: bytes, plaintext: bytes, context: bytes) -> bytes:
+def _seal(version: bytes, key: bytes, plaintext: bytes, context: bytes) -> bytes:
     nonce = secrets.token_bytes(NONCE_BYTES)
-    return FORMAT_VERSION + nonce + AESGCM(key).encrypt(nonce, plaintext, context)
+    return version + nonce + AESGCM(key).encrypt(nonce, plaintext, context)
 
 
-def _open(key: bytes, sealed: bytes, context: bytes) -> bytes:
-    if sealed[:1] != FORMAT_VERSION or len(sealed) < 1 + NONCE_BYTES + 16:
+def _open(version: bytes, key: bytes, sealed: bytes, context: bytes) -> bytes:
+    if sealed[:1] != version or len(sealed) < 1 + NONCE_BYTES + 16:
         raise DecryptionError("not a sealed value of a format this version knows")
     nonce = sealed[1 : 1 + NONCE_BYTES]
     try:

@@ -17,3 +17,9 @@ REWRAP_KEY = (
     "UPDATE subject_keys SET master_key_id = $1, wrapped_key = $2, rewrapped_at = now() WHERE key_id = $3"
 )
 COUNT_KEYS_BY_MASTER = "SELECT master_key_id, count(*) FROM subject_keys GROUP BY master_key_id ORDER BY 1"
+# A sealed value is bound to its row, so a new row's key is taken from its identity sequence before the
+# row is sealed and inserted (INSERT ... OVERRIDING SYSTEM VALUE): both arguments are bound values.
+NEXT_ROW_KEY = "SELECT nextval(pg_get_serial_sequence($1, $2))"
+
+# The erasure ledger (privacy/keys/ledger.py): which of its entries this database holds as done.
+SELECT_APPLIED_ERASURES = "SELECT entry_id FROM applied_erasures"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from privacy.keys import queries
 from privacy.keys.crypto import Keyring, new_data_key
+from privacy.keys.fields import SealedColumn
 from thuis.db import Connection
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,12 @@ async def load_key(conn: Connection, keyring: Keyring, key_id: int) -> bytes:
     if row is None:
         raise SubjectKeyError(f"there is no data key {key_id}")
     return keyring.unwrap(row["master_key_id"], bytes(row["wrapped_key"]), scope=row["scope"])
+
+
+async def reserve_row_key(conn: Connection, column: SealedColumn) -> int:
+    """Reserve the key of a row about to be inserted, so that its sealed values can be bound to it."""
+    row_key = await conn.fetchval(queries.NEXT_ROW_KEY, f"public.{column.table}", column.row_key)
+    return int(row_key)
 
 
 async def rewrap_all(conn: Connection, keyring: Keyring, *, batch_size: int = 1000) -> int:

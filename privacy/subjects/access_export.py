@@ -35,6 +35,7 @@ from privacy.keys.fields import (
     SUBJECT_REQUESTS_DETAILS,
     USERS_EMAIL,
     WEBSHOP_ORDERS_CUSTOMER,
+    SealedColumn,
     open_document,
     open_text,
 )
@@ -262,14 +263,16 @@ def _opened(export: q.TableExport, record: asyncpg.Record, subject: ExportSubjec
     return {column: values.get(column) for column in export.columns}
 
 
-def _open(subject: ExportSubject, key_id: int | None, sealed: bytes | None, context: str) -> dict[str, Any]:
+def _open(values: dict[str, Any], subject: ExportSubject, column: SealedColumn) -> dict[str, Any]:
+    """Open a row's sealed document with the subject's key, bound to its row; mark what does not open."""
+    sealed, key_id = values[column.ciphertext], values[column.key]
     key = subject.keys.get(key_id) if key_id is not None else None
     if sealed is None:
         return {}
     if key is None:
         return {"unreadable": UNREADABLE}
     try:
-        return open_document(key, sealed, context=context)
+        return open_document(key, sealed, context=column.at(values[column.row_key], key_id))
     except DecryptionError:
         return {"unreadable": UNREADABLE}
 
@@ -277,48 +280,50 @@ def _open(subject: ExportSubject, key_id: int | None, sealed: bytes | None, cont
 def _open_user(values: dict[str, Any], subject: ExportSubject) -> None:
     key = subject.keys.get(values["key_id"])
     sealed = values["email_ciphertext"]
-    values["email"] = open_text(key, sealed, context=USERS_EMAIL) if key else (UNREADABLE if sealed else None)
+    try:
+        bound = USERS_EMAIL.at(values["user_id"], values["key_id"])
+        values["email"] = open_text(key, sealed, context=bound) if key else (UNREADABLE if sealed else None)
+    except DecryptionError:
+        values["email"] = UNREADABLE
     values["password"] = NOT_SHOWN
     values["totp_secret"] = NOT_SHOWN if values["totp_secret_set"] else None
 
 
 def _open_contract(values: dict[str, Any], subject: ExportSubject) -> None:
-    values.update(_open(subject, values["key_id"], values["holder_ciphertext"], CONTRACTS_HOLDER))
+    values.update(_open(values, subject, CONTRACTS_HOLDER))
 
 
 def _open_site(values: dict[str, Any], subject: ExportSubject) -> None:
     # A home's precise address is the owner's: sealed with their key, shown only in the owner's export.
     if values["owner_user_id"] == subject.user_id and values["address_key_id"] == subject.key_id:
-        values.update(_open(subject, subject.key_id, values["address_ciphertext"], SITES_ADDRESS))
+        values.update(_open(values, subject, SITES_ADDRESS))
 
 
 def _open_order(values: dict[str, Any], subject: ExportSubject) -> None:
-    values["customer"] = _open(
-        subject, values["key_id"], values["customer_ciphertext"], WEBSHOP_ORDERS_CUSTOMER
-    )
+    values["customer"] = _open(values, subject, WEBSHOP_ORDERS_CUSTOMER)
 
 
 def _open_marketing_contact(values: dict[str, Any], subject: ExportSubject) -> None:
-    values.update(_open(subject, values["key_id"], values["contact_ciphertext"], MARKETING_CONTACTS_CONTACT))
+    values.update(_open(values, subject, MARKETING_CONTACTS_CONTACT))
 
 
 def _open_email_change(values: dict[str, Any], subject: ExportSubject) -> None:
     key = subject.keys.get(values["key_id"])
-    values["email"] = (
-        open_text(key, values["email_ciphertext"], context=EMAIL_CHANGES_EMAIL) if key else UNREADABLE
-    )
+    try:
+        bound = EMAIL_CHANGES_EMAIL.at(values["user_id"], values["key_id"])
+        values["email"] = open_text(key, values["email_ciphertext"], context=bound) if key else UNREADABLE
+    except DecryptionError:
+        values["email"] = UNREADABLE
 
 
 def _open_mail(values: dict[str, Any], subject: ExportSubject) -> None:
-    message = _open(subject, values["key_id"], values["message_ciphertext"], MAIL_OUTBOX_MESSAGE)
+    message = _open(values, subject, MAIL_OUTBOX_MESSAGE)
     values.update({"to": message.get("to", UNREADABLE), "subject": message.get("subject", UNREADABLE)})
 
 
 def _open_request(values: dict[str, Any], subject: ExportSubject) -> None:
     sealed = values["details_ciphertext"]
-    values["personal_details"] = (
-        _open(subject, values["details_key_id"], sealed, SUBJECT_REQUESTS_DETAILS) if sealed else None
-    )
+    values["personal_details"] = _open(values, subject, SUBJECT_REQUESTS_DETAILS) if sealed else None
 
 
 _OPENERS = {

@@ -89,7 +89,7 @@ TABLES: dict[str, TableExport] = {
         TableExport(
             "email_changes",
             ("email", "requested_at", "expires_at"),
-            "SELECT key_id, c.email_ciphertext, c.requested_at, c.expires_at "
+            "SELECT c.user_id, u.key_id, c.email_ciphertext, c.requested_at, c.expires_at "
             "FROM email_changes c JOIN users u USING (user_id) WHERE c.user_id = $1",
             ("user_id",),
             note="a new address waiting for its link to be followed; the link itself is not shown",
@@ -97,9 +97,9 @@ TABLES: dict[str, TableExport] = {
         TableExport(
             "mail_outbox",
             ("kind", "to", "subject", "created_at", "attempts", "next_attempt_at", "last_error"),
-            "SELECT m.kind, m.created_at, m.attempts, m.next_attempt_at, m.last_error, u.key_id, "
-            "m.message_ciphertext FROM mail_outbox m JOIN users u USING (user_id) WHERE m.user_id = $1 "
-            "ORDER BY m.message_id",
+            "SELECT m.message_id, m.kind, m.created_at, m.attempts, m.next_attempt_at, m.last_error, "
+            "u.key_id, m.message_ciphertext FROM mail_outbox m JOIN users u USING (user_id) "
+            "WHERE m.user_id = $1 ORDER BY m.message_id",
             ("user_id",),
             note="mail to you not sent yet; its text is not shown, as it may hold a confirmation link",
         ),

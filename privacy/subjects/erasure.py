@@ -8,16 +8,29 @@ account and its data key, sessions, preferences, sign-ins, consent records and g
 with its legal basis and the day its period ends; retention removes it then. The audit trail and their
 requests stay for their period (`on_erasure = "pseudonymise"`), with a random pseudonym in place of their id
 and no detail that could name them: who read or acted on their data, and when, remains on record.
+
+Every erasure is written to the erasure ledger (privacy/keys/ledger.py) before it commits, and recorded as
+applied in the database in the same transaction; `reapply_erasures` erases again, after a restore, whoever
+a backup brought back, with the same function and the cutoffs of the first erasure. Erasing the homes'
+gateways queues their certificates for revocation (migration 0014).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
+import uuid
 from dataclasses import dataclass, field
 
+import asyncpg
+
+from privacy.keys.ledger import ErasureEntry, ErasureLedger, applied_entry_ids
 from privacy.subjects import queries
 from thuis.catalogue import MEASURED_FROM, Catalogue, Category
 from thuis.db import Connection
+
+log = logging.getLogger(__name__)
 
 # The categories erase_data_subject can keep, and the table whose rows it keeps.
 KEEPABLE = {"billing_records": "contracts", "webshop_orders": "webshop_orders"}
@@ -89,21 +102,93 @@ def legal_duty_cutoffs(catalogue: Catalogue, *, now: dt.datetime) -> dict[str, d
 
 
 async def erase_subject(
-    conn: Connection, catalogue: Catalogue, *, user_id: int, now: dt.datetime | None = None
+    conn: Connection,
+    catalogue: Catalogue,
+    ledger: ErasureLedger,
+    *,
+    user_id: int,
+    now: dt.datetime | None = None,
 ) -> ErasureResult:
-    """Erase a data subject in one transaction; return what went and what a legal duty keeps."""
+    """Erase a data subject in one transaction; return what went and what a legal duty keeps.
+
+    The ledger entry is on disk before the transaction commits (the caller's, when it runs inside one):
+    if the erasure committed, the ledger has it. If the commit then fails, the ledger holds an erasure the
+    database lacks, and the services refuse to start until `thuis erasures reapply` has carried it out.
+    """
     now = now or dt.datetime.now(dt.UTC)
     cutoffs = legal_duty_cutoffs(catalogue, now=now)
     categories = {category.id: category for category in catalogue.categories}
     async with conn.transaction():
-        if await conn.fetchval(queries.SELECT_SUBJECT, user_id) is None:
+        subject = await conn.fetchrow(queries.SELECT_SUBJECT, user_id)
+        if subject is None:
             raise ErasureError(f"there is no account {user_id}")
         kept = await _kept(conn, categories, cutoffs, user_id=user_id)
-        rows = await conn.fetch(
-            queries.ERASE, user_id, cutoffs.get("billing_records"), cutoffs.get("webshop_orders")
+        entry = ErasureEntry(
+            entry_id=uuid.uuid4(),
+            subject_user_id=user_id,
+            subject_created_at=subject["created_at"],
+            erased_at=now,
+            keep_contracts_ended_after=cutoffs.get("billing_records"),
+            keep_orders_after=cutoffs.get("webshop_orders"),
         )
+        rows = await _erase(conn, entry, applied_by="erasure")
+        await asyncio.to_thread(ledger.append, entry)
     pseudonymised = [c for c in catalogue.categories if c.on_erasure == "pseudonymise"]
     return ErasureResult({row["table_name"]: row["rows_removed"] for row in rows}, kept, pseudonymised)
+
+
+@dataclass(frozen=True)
+class Reapplied:
+    """An entry of the ledger carried out again on a restored database, and what that found."""
+
+    entry: ErasureEntry
+    outcome: str  # "erased again", "not in this database", "another account holds the id now"
+
+
+async def reapply_erasures(conn: Connection, ledger: ErasureLedger) -> list[Reapplied]:
+    """Carry out again every erasure of the ledger this database does not hold as done (a restore).
+
+    Each in its own transaction, as the database owner. An account is erased again only if it is the one
+    erased: same id and same creation time; a restored database may have given the id to someone else.
+    """
+    applied = await applied_entry_ids(conn)
+    done = []
+    for entry in ledger.entries():
+        if entry.entry_id in applied:
+            continue
+        async with conn.transaction():
+            subject = await conn.fetchrow(queries.SELECT_SUBJECT, entry.subject_user_id)
+            if subject is None:
+                outcome = "not in this database"
+                await _record(conn, entry, applied_by="reapply")
+            elif subject["created_at"] != entry.subject_created_at:
+                outcome = "another account holds the id now; it is left alone"
+                await _record(conn, entry, applied_by="reapply")
+            else:
+                await _erase(conn, entry, applied_by="reapply")
+                outcome = "erased again"
+        log.info("erasure %s of account %d: %s", entry.entry_id, entry.subject_user_id, outcome)
+        done.append(Reapplied(entry, outcome))
+    return done
+
+
+async def _erase(conn: Connection, entry: ErasureEntry, *, applied_by: str) -> list[asyncpg.Record]:
+    rows = await conn.fetch(
+        queries.ERASE, entry.subject_user_id, entry.keep_contracts_ended_after, entry.keep_orders_after
+    )
+    await _record(conn, entry, applied_by=applied_by)
+    return list(rows)
+
+
+async def _record(conn: Connection, entry: ErasureEntry, *, applied_by: str) -> None:
+    await conn.execute(
+        queries.INSERT_APPLIED_ERASURE,
+        entry.entry_id,
+        entry.subject_user_id,
+        entry.subject_created_at,
+        entry.erased_at,
+        applied_by,
+    )
 
 
 async def _kept(

@@ -35,11 +35,11 @@ _TRAIL_ENTRY = """jsonb_build_array(jsonb_build_object(
 
 # due_at is set by the database (received_at + 28 days): no caller can give itself longer.
 INSERT_REQUEST = f"""
-INSERT INTO subject_requests (subject_user_id, filed_by_user_id, kind, details, details_key_id,
+INSERT INTO subject_requests (request_id, subject_user_id, filed_by_user_id, kind, details, details_key_id,
                               details_ciphertext, trail)
-VALUES ($1, $2, $3, $4::jsonb, $5, $6,
+OVERRIDING SYSTEM VALUE
+VALUES ($9, $1, $2, $3, $4::jsonb, $5, $6,
         {_TRAIL_ENTRY.format(actor="$2", role="$7", status="'received'", note="$8")})
-RETURNING request_id
 """
 _REQUEST_COLUMNS = """
 r.request_id, r.subject_user_id, r.filed_by_user_id, r.kind, r.received_at, r.due_at, r.status,
@@ -159,7 +159,13 @@ ERASE = """
 SELECT table_name, sum(rows_removed)::bigint AS rows_removed FROM erase_data_subject($1, $2, $3)
 GROUP BY table_name
 """
-SELECT_SUBJECT = "SELECT user_id FROM users WHERE user_id = $1"
+# The account's creation time identifies it in a restored copy (ids of a restored database are given again).
+SELECT_SUBJECT = "SELECT user_id, created_at FROM users WHERE user_id = $1"
+# The erasure ledger's entries this database holds as done (privacy/keys/ledger.py).
+INSERT_APPLIED_ERASURE = """
+INSERT INTO applied_erasures (entry_id, subject_user_id, subject_created_at, erased_at, applied_by)
+VALUES ($1, $2, $3, $4, $5)
+"""
 # What a legal duty may still keep of the subject, per category the erasure function knows.
 SELECT_KEPT_CONTRACTS = """
 SELECT contract_id, ended_at FROM contracts
@@ -171,14 +177,13 @@ SELECT order_id, ordered_at FROM webshop_orders WHERE customer_user_id = $1 AND 
 ORDER BY order_id
 """
 
-# Webshop orders and marketing contacts (privacy/subjects/records.py).
+# Webshop orders and marketing contacts (privacy/subjects/records.py). The row's key is reserved first,
+# since its sealed value is bound to it (privacy.keys.subject_keys.reserve_row_key).
 INSERT_ORDER = """
-INSERT INTO webshop_orders (ordered_at, products, customer_user_id, key_id, customer_ciphertext)
-VALUES ($1, $2, $3, $4, $5)
-RETURNING order_id
+INSERT INTO webshop_orders (order_id, ordered_at, products, customer_user_id, key_id, customer_ciphertext)
+OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6)
 """
 INSERT_CONTACT = """
-INSERT INTO marketing_contacts (last_activity_at, email_hash, key_id, contact_ciphertext)
-VALUES ($1, $2, $3, $4)
-RETURNING contact_id
+INSERT INTO marketing_contacts (contact_id, last_activity_at, email_hash, key_id, contact_ciphertext)
+OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5)
 """

@@ -11,7 +11,7 @@ import json
 
 from privacy.keys.crypto import Keyring, seal_json
 from privacy.keys.fields import MARKETING_CONTACTS_CONTACT, WEBSHOP_ORDERS_CUSTOMER
-from privacy.keys.subject_keys import create_key
+from privacy.keys.subject_keys import create_key, reserve_row_key
 from privacy.subjects import queries
 from thuis.db import Connection
 
@@ -29,10 +29,11 @@ async def add_webshop_order(
 ) -> int:
     """Store an order; the delivery and invoice address and the phone number are sealed."""
     key = await create_key(conn, keyring, scope="order")
+    order_id = await reserve_row_key(conn, WEBSHOP_ORDERS_CUSTOMER)
     customer = {"delivery_address": delivery_address, "invoice_address": invoice_address, "phone": phone}
-    sealed = seal_json(key.data_key, customer, context=WEBSHOP_ORDERS_CUSTOMER)
-    order_id: int = await conn.fetchval(
-        queries.INSERT_ORDER, ordered_at, json.dumps(products), customer_user_id, key.key_id, sealed
+    sealed = seal_json(key.data_key, customer, context=WEBSHOP_ORDERS_CUSTOMER.at(order_id, key.key_id))
+    await conn.execute(
+        queries.INSERT_ORDER, order_id, ordered_at, json.dumps(products), customer_user_id, key.key_id, sealed
     )
     return order_id
 
@@ -47,8 +48,10 @@ async def add_marketing_contact(
 ) -> int:
     """Store a prospect's contact; the email and name are sealed, the email found by its keyed hash."""
     key = await create_key(conn, keyring, scope="marketing")
-    sealed = seal_json(key.data_key, {"email": email, "name": name}, context=MARKETING_CONTACTS_CONTACT)
-    contact_id: int = await conn.fetchval(
-        queries.INSERT_CONTACT, last_activity_at, keyring.email_hash(email), key.key_id, sealed
+    contact_id = await reserve_row_key(conn, MARKETING_CONTACTS_CONTACT)
+    bound = MARKETING_CONTACTS_CONTACT.at(contact_id, key.key_id)
+    sealed = seal_json(key.data_key, {"email": email, "name": name}, context=bound)
+    await conn.execute(
+        queries.INSERT_CONTACT, contact_id, last_activity_at, keyring.email_hash(email), key.key_id, sealed
     )
     return contact_id

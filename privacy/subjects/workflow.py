@@ -21,7 +21,8 @@ import asyncpg
 
 from privacy.keys.crypto import Keyring, open_json, seal_json
 from privacy.keys.fields import SUBJECT_REQUESTS_DETAILS
-from privacy.keys.subject_keys import SubjectKeyError, load_key
+from privacy.keys.ledger import ErasureLedger
+from privacy.keys.subject_keys import SubjectKeyError, load_key, reserve_row_key
 from privacy.subjects import effects as request_effects
 from privacy.subjects import queries as q
 from privacy.subjects.model import Actor, RequestRefused, SubjectRequest, TrailEntry
@@ -76,10 +77,12 @@ async def file_request(
                 "contract details to rectify; an account's email is corrected with PUT /api/v1/account/email",
             )
         sealed = None
+        request_id = await reserve_row_key(conn, SUBJECT_REQUESTS_DETAILS)
         if personal_details:
             key = await load_key(conn, keyring, subject["key_id"])
-            sealed = seal_json(key, personal_details, context=SUBJECT_REQUESTS_DETAILS)
-        request_id: int = await conn.fetchval(
+            bound = SUBJECT_REQUESTS_DETAILS.at(request_id, subject["key_id"])
+            sealed = seal_json(key, personal_details, context=bound)
+        await conn.execute(
             q.INSERT_REQUEST,
             subject["user_id"],
             filer.user_id,
@@ -89,6 +92,7 @@ async def file_request(
             sealed,
             filer.role,
             "filed for themselves" if subject["user_id"] == filer.user_id else f"filed for {subject['role']}",
+            request_id,
         )
         await _record_action(
             conn, actor=filer, subject_user_id=subject["user_id"], action="file", request_id=request_id
@@ -136,7 +140,10 @@ async def change_status(
     status: str,
     note: str | None,
 ) -> None:
-    """Move a request on (the privacy officer); completing it does what it asks, refusing needs a reason."""
+    """Move a request on (the privacy officer); completing it does what it asks, refusing needs a reason.
+
+    An erasure is not completed here: a second officer's approval carries it out (`decide_proposal`).
+    """
     if actor.role != "privacy_officer":
         raise RequestRefused(403, "only the privacy officer works the queue of data-subject requests")
     if status not in STATUSES:
@@ -205,6 +212,7 @@ async def decide_proposal(
     conn: Connection,
     keyring: Keyring,
     catalogue: Catalogue,
+    ledger: ErasureLedger,
     *,
     request_id: int,
     actor: Actor,
@@ -214,7 +222,8 @@ async def decide_proposal(
     """Approve a proposed erasure (a second privacy officer), carrying it out, or reject the proposal.
 
     Neither the officer who proposed it nor the one who filed it may approve it; anyone may reject it (the
-    proposer so withdraws it), after which any officer may propose it again.
+    proposer so withdraws it), after which any officer may propose it again. The approval's erasure is
+    written to the erasure ledger before its transaction, which records the approval too, commits.
     """
     async with conn.transaction():
         request = await _open_four_eyes_request(conn, keyring, request_id=request_id, actor=actor)
@@ -247,6 +256,14 @@ async def decide_proposal(
                 403,
                 f"you filed request {request_id} yourself: a privacy officer who did not file it approves it",
             )
+        if request.proposed_by_user_id is None:
+            # The database would refuse to complete it (migration 0013), but only after the erasure was
+            # written to the ledger: refused here, before anything is erased.
+            raise RequestRefused(
+                409,
+                f"the privacy officer who proposed request {request_id} has no account any more: reject the "
+                "proposal, and have it proposed again",
+            )
         await _record_action(
             conn,
             actor=actor,
@@ -256,7 +273,7 @@ async def decide_proposal(
         )
         if await conn.fetchval(q.SET_APPROVAL, request_id, actor.user_id) is None:
             raise RequestRefused(409, f"request {request_id} changed meanwhile; look at it again")
-        outcome = await request_effects.take_effect(conn, keyring, catalogue, request=request)
+        outcome = await request_effects.take_effect(conn, keyring, catalogue, request=request, ledger=ledger)
         await _set_status(conn, request_id, actor=actor, status="completed", outcome=outcome, note=note)
 
 
@@ -360,7 +377,8 @@ async def _request(conn: Connection, keyring: Keyring, row: asyncpg.Record) -> S
     if row["details_ciphertext"] is not None and row["details_key_id"] is not None:
         try:
             key = await load_key(conn, keyring, row["details_key_id"])
-            personal = open_json(key, bytes(row["details_ciphertext"]), context=SUBJECT_REQUESTS_DETAILS)
+            bound = SUBJECT_REQUESTS_DETAILS.at(row["request_id"], row["details_key_id"])
+            personal = open_json(key, bytes(row["details_ciphertext"]), context=bound)
         except SubjectKeyError:
             personal = None
     return SubjectRequest(

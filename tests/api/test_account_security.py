@@ -65,13 +65,14 @@ def give_totp(portal: Portal, username: str) -> tuple[str, list[str]]:
     codes, hashes = new_recovery_codes()
 
     async def store(conn: Connection) -> None:
-        key_id = await conn.fetchval("SELECT key_id FROM users WHERE username = $1", username)
+        row = await conn.fetchrow("SELECT user_id, key_id FROM users WHERE username = $1", username)
+        user_id, key_id = row["user_id"], row["key_id"]
         key = await load_key(conn, portal.database.keyring, key_id)
         await conn.execute(
             "UPDATE users SET totp_secret_ciphertext = $2, totp_confirmed_at = now(), "
             "recovery_code_hashes = $3 WHERE username = $1",
             username,
-            seal(key, secret, context=USERS_TOTP_SECRET),
+            seal(key, secret, context=USERS_TOTP_SECRET.at(user_id, key_id)),
             hashes,
         )
 

@@ -7,6 +7,7 @@ officer's lookup by email would find Mallory (whose erasure would then delete th
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import zipfile
@@ -14,9 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from privacy.keys.crypto import seal_json
-from privacy.keys.fields import MARKETING_CONTACTS_CONTACT
-from privacy.keys.subject_keys import create_key
+from privacy.subjects import records
 from tests.fixtures.database import Database
 from tests.fixtures.mail import MailServer, confirmation_token, text_of
 from tests.fixtures.portal import Person, Portal, running_portal
@@ -35,13 +34,13 @@ async def portal(database: Database, mail: MailServer) -> AsyncIterator[Portal]:
 
 def add_marketing_contact(portal: Portal, email: str, name: str) -> None:
     database = portal.database
-    key = as_owner(database.owner_url, create_key, database.keyring, scope="marketing")
-    portal.sql(
-        "INSERT INTO marketing_contacts (last_activity_at, key_id, email_hash, contact_ciphertext) "
-        "VALUES (now(), %s, %s, %s)",
-        key.key_id,
-        database.keyring.email_hash(email),
-        seal_json(key.data_key, {"email": email, "name": name}, context=MARKETING_CONTACTS_CONTACT),
+    as_owner(
+        database.owner_url,
+        records.add_marketing_contact,
+        database.keyring,
+        email=email,
+        name=name,
+        last_activity_at=dt.datetime.now(dt.UTC),
     )
 
 
@@ -186,10 +185,9 @@ async def test_erasure_takes_the_pending_address_the_unsent_mail_and_the_counter
     async with running_portal(database) as portal:
         anna = portal.add_person("anna", "owner", email=ANNA_EMAIL)
         officer = portal.add_person("olga", "privacy_officer")
-        second = portal.add_person("otto", "privacy_officer")
-        await portal.sign_in(anna)
-        await portal.sign_in(officer)
-        await portal.sign_in(second)
+        second = portal.add_person("pia", "privacy_officer")
+        for person in (anna, officer, second):
+            await portal.sign_in(person)
         await change_email(portal, anna, NEW_EMAIL)
         await portal.client.post("/api/v1/auth/sign-in", json={"username": "anna", "password": "a guess"})
         counts = (
@@ -206,6 +204,7 @@ async def test_erasure_takes_the_pending_address_the_unsent_mail_and_the_counter
             "UPDATE contracts SET started_at = now() - interval '9 years', "
             "ended_at = now() - interval '8 years'"
         )
+        # Four eyes: one officer proposes the erasure, a second approves it, which carries it out.
         request_url = f"/api/v1/privacy/requests/{filed.json()['request_id']}"
         proposed = await portal.client.post(
             f"{request_url}/proposal", json={"note": "identity checked"}, headers=officer.headers

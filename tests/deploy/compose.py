@@ -25,7 +25,7 @@ WRAPPER = f"{APP}/deploy/compose/with-secrets.sh"
 SECRETS_DIR = "/run/secrets"
 SCRIPTS = f"{APP}/deploy/compose/"
 # Variables that name a path in another container (the broker's, for its mosquitto.conf), never opened here.
-PATHS_ELSEWHERE = frozenset({"BROKER_CONFIG_DIR", "BROKER_DATA_DIR"})
+PATHS_ELSEWHERE = frozenset({"BROKER_CONFIG_DIR", "BROKER_DATA_DIR", "BROKER_CRL_DIR"})
 
 
 class NotRunnableHereError(AssertionError):

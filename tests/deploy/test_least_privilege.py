@@ -53,6 +53,7 @@ EXPECTED_SECRETS = {
         "retention_db_password",
         "rollup_db_password",
         "api_db_password",
+        "certs_db_password",
     },
     "certs": {"postgres_password"},
     "keys": {"postgres_password"},
@@ -62,6 +63,7 @@ EXPECTED_SECRETS = {
     "rollup": {"rollup_db_password"},
     "api": {"api_db_password", "api_secret_key"},
     "sim": set(),
+    "revocations": {"certs_db_password"},
     "mail": set(),
 }
 
@@ -162,11 +164,19 @@ def _public(key: Any) -> bytes:
 
 
 def test_the_one_shot_services_fill_the_volumes_they_hand_out(volumes: Volumes):
-    assert {"certs", "broker-config", "ingest-certs", "sim-certs", "keyring"} <= set(volumes.contents)
+    assert {
+        "certs",
+        "broker-config",
+        "broker-crl",
+        "ingest-certs",
+        "sim-certs",
+        "keyring",
+        "erasures",
+    } <= set(volumes.contents)
     assert "ca.key" in volumes.contents["certs"]
 
 
-def test_only_the_issuing_service_sees_the_ca_key(compose: dict[str, Any], volumes: Volumes):
+def test_only_the_services_that_issue_or_revoke_see_the_ca_key(compose: dict[str, Any], volumes: Volumes):
     names = certificate_names(volumes.contents)
     assert CA_NAME in names.values()
     holders = {
@@ -174,7 +184,8 @@ def test_only_the_issuing_service_sees_the_ca_key(compose: dict[str, Any], volum
         for service in compose["services"]
         if CA_NAME in private_key_owners(view(compose, service, volumes.contents), names)
     }
-    assert holders == {"certs"}
+    # The revocation worker signs the CRL with it; the portal, which erases, never holds it.
+    assert holders == {"certs", "revocations"}
 
 
 def test_each_service_sees_the_private_keys_of_its_own_identity_alone(
@@ -184,6 +195,8 @@ def test_each_service_sees_the_private_keys_of_its_own_identity_alone(
     serials = simulated_serials(compose)
     expected = {
         "certs": {CA_NAME, BROKER_NAME, INGEST_IDENTITY, *serials},
+        # It holds the CA key, which lets it make any of these anyway; it mounts the CA's folder as is.
+        "revocations": {CA_NAME, BROKER_NAME, INGEST_IDENTITY, *serials},
         "mosquitto": {BROKER_NAME},
         "ingest": {INGEST_IDENTITY},
         "sim": serials,
@@ -199,16 +212,23 @@ def test_the_ingest_the_broker_and_the_simulator_see_exactly_their_files(
     def seen(service: str) -> set[str]:
         return set(view(compose, service, volumes.contents))
 
-    assert seen("ingest") == {"/certs/ca.crt", "/certs/thuis-ingest.crt", "/certs/thuis-ingest.key"}
-    broker = {"ca.crt", "broker.crt", "broker.key", "acl", "mosquitto.conf"}
-    assert seen("mosquitto") == {f"/mosquitto/config/{name}" for name in broker}
+    assert seen("ingest") == {
+        "/certs/ca.crt",
+        "/certs/thuis-ingest.crt",
+        "/certs/thuis-ingest.key",
+        "/erasures/erasure-ledger.jsonl",
+    }
+    broker = {"ca.crt", "broker.crt", "broker.key", "acl", "mosquitto.conf", "broker.sh"}
+    assert seen("mosquitto") == {f"/mosquitto/config/{name}" for name in broker} | {"/mosquitto/crl/crl.pem"}
     gateways = {
         f"/certs/gateways/{serial}.{kind}" for serial in simulated_serials(compose) for kind in ("crt", "key")
     }
     assert seen("sim") == {"/certs/ca.crt", *gateways}
-    assert seen("api") == {"/keyring/keyring.toml"}
-    for service in ("retention", "rollup", "migrate", "timescaledb"):
-        assert seen(service) == set(), service
+    ledger = "/erasures/erasure-ledger.jsonl"  # no personal data: every service checks its database by it
+    assert seen("api") == {"/keyring/keyring.toml", ledger}
+    for service in ("retention", "rollup", "migrate"):
+        assert seen(service) == {ledger}, service
+    assert seen("timescaledb") == set()
 
 
 def test_each_service_gets_only_its_secrets(compose: dict[str, Any]):
@@ -261,7 +281,7 @@ def test_the_broker_configuration_names_files_the_broker_sees(compose: dict[str,
     seen = set(view(compose, "mosquitto", volumes.contents))
     config = volumes.contents["broker-config"]["mosquitto.conf"].decode()
     settings = dict(line.split(" ", 1) for line in config.splitlines() if line and not line.startswith("#"))
-    for option in ("cafile", "certfile", "keyfile", "acl_file"):
+    for option in ("cafile", "certfile", "keyfile", "acl_file", "crlfile"):
         assert settings[option] in seen, f"mosquitto.conf {option} {settings[option]} is not mounted"
     data_mounts = {mount.target for mount in mounts(compose["services"]["mosquitto"]) if not mount.read_only}
     assert settings["persistence_location"].rstrip("/") in data_mounts
@@ -284,11 +304,16 @@ def test_keys_belong_to_the_user_who_reads_them_and_to_nobody_else(compose: dict
         "ingest-certs/thuis-ingest.key": owners["THUIS_UID"],
         **{f"sim-certs/gateways/{serial}.key": owners["THUIS_UID"] for serial in simulated_serials(compose)},
         "keyring/keyring.toml": owners["THUIS_UID"],
+        "erasures/erasure-ledger.jsonl": owners["THUIS_UID"],  # the portal appends to it
+        "certs/ca.key": owners["THUIS_UID"],  # the revocation worker signs the CRL with it
     }
     for relative, uid in expected.items():
         info = (volumes.root / relative).stat()
         assert (str(info.st_uid), stat.S_IMODE(info.st_mode)) == (uid, 0o600), relative
     assert stat.S_IMODE((volumes.root / "certs").stat().st_mode) == 0o700
+    # The CRL is public; the revocation worker replaces it, the broker reads it.
+    crl = (volumes.root / "broker-crl" / "crl.pem").stat()
+    assert (str(crl.st_uid), stat.S_IMODE(crl.st_mode)) == (owners["THUIS_UID"], 0o644)
     # The image's user is the one the files are handed to.
     assert "--uid 10001 " in (REPO / "Dockerfile").read_text()
     assert environment(compose["services"]["certs"])["THUIS_UID"] == "10001"
@@ -317,4 +342,8 @@ def test_the_checker_sees_the_ca_key_in_the_reviewed_layout(compose: dict[str, A
         reviewed["services"][service]["volumes"] = ["certs:/certs:ro"]
     names = certificate_names(volumes.contents)
     for service in ("ingest", "sim"):
-        assert CA_NAME in private_key_owners(view(reviewed, service, volumes.contents), names)
+        owners = private_key_owners(view(reviewed, service, volumes.contents), names)
+        assert CA_NAME in owners
+        assert simulated_serials(compose) <= owners  # every gateway's key, which the ingest must not hold
+    # And the check of each service's keys would fail on it (issue 14, item 10b).
+    assert private_key_owners(view(reviewed, "ingest", volumes.contents), names) != {INGEST_IDENTITY}

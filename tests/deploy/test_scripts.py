@@ -47,6 +47,7 @@ FIXTURE_PASSWORDS = {
     "thuis_retention": fixture_passwords.RETENTION_PASSWORD,
     "thuis_rollup": fixture_passwords.ROLLUP_PASSWORD,
     "thuis_api": fixture_passwords.API_PASSWORD,
+    "thuis_certs": fixture_passwords.CERTS_PASSWORD,
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -11,11 +12,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from privacy.keys.crypto import (
     DecryptionError,
+    FieldContext,
     KeyringError,
     KeyringFile,
     new_data_key,
@@ -29,6 +32,7 @@ from privacy.keys.crypto import (
     without_master_key,
     write_keyring,
 )
+from privacy.keys.fields import CONTRACTS_HOLDER, SEALED_COLUMNS, USERS_EMAIL, SealedColumn
 from tests.fixtures.database import Database
 from tests.fixtures.mail import MailServer, confirmation_token
 from tests.fixtures.portal import Portal, running_portal
@@ -36,29 +40,56 @@ from tests.fixtures.portal import Portal, running_portal
 KEY = new_data_key()
 
 
+EMAIL_OF_12 = USERS_EMAIL.at(12, 34)
+
+
 @settings(max_examples=200, deadline=None)
-@given(text=st.text(max_size=300), context=st.sampled_from(["users.email", "contracts.holder"]))
-def test_a_sealed_field_opens_with_its_key_and_context_only(text: str, context: str):
+@given(
+    text=st.text(max_size=300),
+    column=st.sampled_from(SEALED_COLUMNS),
+    row_key=st.integers(min_value=1, max_value=2**62),
+    key_id=st.integers(min_value=1, max_value=2**62),
+)
+def test_a_sealed_field_opens_only_in_its_own_table_column_row_and_key_id(
+    text: str, column: SealedColumn, row_key: int, key_id: int
+):
+    context = column.at(row_key, key_id)
     sealed = seal(KEY, text, context=context)
     assert open_sealed(KEY, sealed, context=context) == text
     # Never stored as is (a short text may turn up in random bytes by chance).
     assert text.encode() not in sealed or len(text.encode()) < 8
+    other_column = next(c for c in SEALED_COLUMNS if c != column)
+    for elsewhere in (
+        column.at(row_key + 1, key_id),  # another row of the same column
+        column.at(row_key, key_id + 1),  # another key id
+        other_column.at(row_key, key_id),  # another column
+        FieldContext(column.table + "_copy", column.name, row_key, key_id),  # another table
+    ):
+        with pytest.raises(DecryptionError, match=re.escape(f"{elsewhere} does not open")):
+            open_sealed(KEY, sealed, context=elsewhere)
     with pytest.raises(DecryptionError):
         open_sealed(new_data_key(), sealed, context=context)
-    with pytest.raises(DecryptionError):
-        open_sealed(KEY, sealed, context="marketing_contacts.contact")  # moved to another column
     tampered = sealed[:-1] + bytes([sealed[-1] ^ 1])
-    with pytest.raises(DecryptionError):
+    with pytest.raises(DecryptionError, match="was moved from another row or column, or altered"):
         open_sealed(KEY, tampered, context=context)
+
+
+def test_a_value_of_the_old_format_bound_to_its_column_only_is_refused():
+    # Format 1 authenticated "users.email" alone, so it opened in any row: it is no longer accepted.
+    nonce = bytes(12)
+    old = b"\x01" + nonce + AESGCM(KEY).encrypt(nonce, b"anna@example.org", b"users.email")
+    with pytest.raises(DecryptionError, match=r"not sealed in format 2.*format 1 bound the column only"):
+        open_sealed(KEY, old, context=EMAIL_OF_12)
 
 
 def test_sealing_the_same_value_twice_gives_different_ciphertext():
     # A fresh nonce each time: equal emails cannot be told apart in the table (the keyed hash is for that).
-    assert seal(KEY, "anna@example.org", context="users.email") != seal(
-        KEY, "anna@example.org", context="users.email"
+    assert seal(KEY, "anna@example.org", context=EMAIL_OF_12) != seal(
+        KEY, "anna@example.org", context=EMAIL_OF_12
     )
     document = {"holder_name": "A. de Vries", "bank_account": "NL91ABNA0417164300"}
-    assert open_json(KEY, seal_json(KEY, document, context="c"), context="c") == document
+    context = CONTRACTS_HOLDER.at(1, 2)
+    assert open_json(KEY, seal_json(KEY, document, context=context), context=context) == document
 
 
 def test_a_data_key_unwraps_only_with_the_master_key_and_scope_it_was_wrapped_under():

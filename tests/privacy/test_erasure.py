@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, LiteralString, cast
 
 import asyncpg
@@ -12,8 +13,10 @@ import pytest
 
 from ops.accounts import create_account, set_site_owner
 from ops.registry import create_site
+from ops.revocations import apply_revocations
 from privacy.keys.crypto import DecryptionError, Keyring, open_sealed, seal_json
-from privacy.keys.fields import CONTEXTS
+from privacy.keys.fields import SEALED_COLUMNS, SITES_ADDRESS
+from privacy.keys.ledger import ErasureLedger
 from privacy.keys.subject_keys import load_key
 from privacy.subjects.erasure import ErasureError, erase_subject
 from privacy.subjects.records import add_marketing_contact, add_webshop_order
@@ -295,9 +298,21 @@ async def erase(database: Database, user_id: int) -> Any:
     """Erase as the portal does: as thuis_api, which may only call erase_data_subject."""
     conn = await asyncpg.connect(database.api_url)
     try:
-        return await erase_subject(conn, load_catalogue(), user_id=user_id)
+        return await erase_subject(
+            conn, load_catalogue(), ErasureLedger(database.erasure_ledger_file), user_id=user_id
+        )
     finally:
         await conn.close()
+
+
+async def revoke_queued(database: Database, certs_dir: Path) -> list[str]:
+    """Run the revocation worker once, as thuis_certs: it revokes the queued gateways and forgets them."""
+    conn = await asyncpg.connect(database.certs_url)
+    try:
+        run = await apply_revocations(conn, ca_dir=certs_dir, publish_to=None, broker=None)
+    finally:
+        await conn.close()
+    return run.gateways
 
 
 def data_keys(database: Database, household: Household) -> dict[int, bytes]:
@@ -339,28 +354,40 @@ def footprint(database: Database, household: Household) -> list[str]:
 
 
 def readable_ciphertext(database: Database, keys: dict[int, bytes]) -> list[str]:
-    """Return every sealed value in the database that still opens with one of these data keys."""
+    """Return every sealed value in the database that still opens with one of these data keys.
+
+    Each value is tried in its own row under every one of the keys and their ids: whoever kept a former key
+    and its id, and rewrote the row's key id, must still find nothing.
+    """
     opened = []
     with psycopg.connect(database.owner_url) as conn:
-        columns = sql(
-            conn,
-            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' "
-            "AND data_type = 'bytea' AND column_name LIKE '%%ciphertext'",
-        )
-        for table, column in columns:
-            for (sealed,) in sql(conn, f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL"):  # noqa: S608
-                for key in keys.values():
-                    for context in CONTEXTS:
-                        try:
-                            open_sealed(key, bytes(sealed), context=context)
-                        except DecryptionError:
-                            continue
-                        opened.append(f"{table}.{column} opens under {context}")
+        columns = {
+            (table, column)
+            for table, column in sql(
+                conn,
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = 'public' AND data_type = 'bytea' AND column_name LIKE '%%ciphertext'",
+            )
+        }
+        assert columns == {(c.table, c.ciphertext) for c in SEALED_COLUMNS}, "a sealed column is not listed"
+        for column in SEALED_COLUMNS:
+            rows = sql(
+                conn,
+                f"SELECT {column.row_key}, {column.ciphertext} FROM {column.table} "  # noqa: S608
+                f"WHERE {column.ciphertext} IS NOT NULL",
+            )
+            for row_key, sealed in rows:
+                for key_id, key in keys.items():
+                    try:
+                        open_sealed(key, bytes(sealed), context=column.at(row_key, key_id))
+                    except DecryptionError:
+                        continue
+                    opened.append(f"{column} of row {row_key} opens with former key {key_id}")
     return opened
 
 
 async def test_erasure_leaves_nothing_readable_about_the_subject(
-    database: Database, households: dict[str, Household]
+    database: Database, households: dict[str, Household], certs_dir: Path
 ):
     gone, other = households["gone"], households["other"]
     keys = data_keys(database, gone)
@@ -372,7 +399,11 @@ async def test_erasure_leaves_nothing_readable_about_the_subject(
     assert result.refusal() is None
     assert result.removed["energy_readings"] == 3 * 24 * 4 + 1
     assert result.removed["users"] == 1
-    assert footprint(database, gone) == []
+    # The home's gateway waits for the revocation worker, which revokes it and then forgets its serial.
+    assert await revoke_queued(database, certs_dir) == [gone.gateway_serial]
+    # Only the former id of the erased account stays, as the record that this database holds the erasure
+    # of the ledger (so that a restore of an older backup is erased again); it refers to no one here.
+    assert footprint(database, gone) == [f"applied_erasures.subject_user_id = {gone.user_id}"]
     assert readable_ciphertext(database, keys) == []
     # Every other household is as it was; the erased one's resident keeps their own account.
     assert footprint(database, other) == other_before
@@ -383,7 +414,7 @@ async def test_erasure_leaves_nothing_readable_about_the_subject(
 
 
 async def test_erasure_keeps_only_what_a_legal_duty_still_holds_and_says_until_when(
-    database: Database, households: dict[str, Household]
+    database: Database, households: dict[str, Household], certs_dir: Path
 ):
     kept = households["kept"]
     keys = data_keys(database, kept)
@@ -399,29 +430,99 @@ async def test_erasure_keeps_only_what_a_legal_duty_still_holds_and_says_until_w
     assert "fiscal record keeping (art. 52 AWR)" in refusal
     # The billing record and the order still open, with their own keys; nothing else does.
     with psycopg.connect(database.owner_url) as conn:
-        contract_key, order_key = sql(
-            conn,
-            "SELECT (SELECT key_id FROM contracts WHERE key_id = ANY(%s)), "
-            "(SELECT key_id FROM webshop_orders WHERE key_id = ANY(%s))",
-            kept.key_ids,
-            kept.key_ids,
+        contract_id, contract_key = sql(
+            conn, "SELECT contract_id, key_id FROM contracts WHERE key_id = ANY(%s)", kept.key_ids
+        )[0]
+        order_id, order_key = sql(
+            conn, "SELECT order_id, key_id FROM webshop_orders WHERE key_id = ANY(%s)", kept.key_ids
         )[0]
     still_open = readable_ciphertext(database, keys)
-    assert sorted(still_open) == [
-        "contracts.holder_ciphertext opens under contracts.holder",
-        "webshop_orders.customer_ciphertext opens under webshop_orders.customer",
-    ]
     assert {contract_key, order_key} <= set(keys)
+    assert sorted(still_open) == [
+        f"contracts.holder of row {contract_id} opens with former key {contract_key}",
+        f"webshop_orders.customer of row {order_id} opens with former key {order_key}",
+    ]
+    assert await revoke_queued(database, certs_dir) == [kept.gateway_serial]
     remaining = footprint(database, kept)
-    # Only the kept records' own keys remain; no account, site, reading, event or grant.
+    # Only the kept records' own keys remain, and the erasure's record of the former account id; no
+    # account, site, reading, event or grant.
     assert sorted(remaining) == sorted(
         [
+            f"applied_erasures.subject_user_id = {kept.user_id}",
             f"contracts.key_id = {contract_key}",
             f"subject_keys.key_id = {contract_key}",
             f"webshop_orders.key_id = {order_key}",
             f"subject_keys.key_id = {order_key}",
         ]
     )
+
+
+def _home(conn: psycopg.Connection[Any], url: str, *, serial: str, owners: list[str]) -> int:
+    """Make a home owned by each of `owners` in turn, with a gateway and a reading in every owner's period."""
+    site_id = create_site(conn, label=f"Huis {serial}")
+    sql(
+        conn,
+        "INSERT INTO gateways (gateway_serial, vendor, site_id) VALUES (%s, 'maxem', %s)",
+        serial,
+        site_id,
+    )
+    device = sql(
+        conn,
+        "INSERT INTO devices (gateway_serial, device_key, device_kind) VALUES (%s, 'grid', 'grid') "
+        "RETURNING device_id",
+        serial,
+    )[0][0]
+    for owner in owners:
+        as_owner(url, set_site_owner, site_id=site_id, owner=owner)
+        sql(
+            conn,
+            "INSERT INTO energy_readings (measured_at, device_id, site_id, value, metric) "
+            "VALUES (clock_timestamp(), %s, %s, 1, 'import_energy_kwh')",
+            device,
+            site_id,
+        )
+    return site_id
+
+
+async def test_erasure_revokes_the_gateways_of_the_subjects_homes_and_not_of_a_home_another_owner_has_now(
+    database: Database, certs_dir: Path
+):
+    url, keyring = database.owner_url, database.keyring
+    for name in ("vera", "wim", "yara", "zeno"):
+        as_owner(url, create_account, keyring, username=name, password=PASSWORD, role="owner")
+    with psycopg.connect(url, autocommit=True) as conn:
+        only_vera = _home(conn, url, serial="GW-VERA-ONLY", owners=["vera"])
+        sold_to_wim = _home(conn, url, serial="GW-SOLD-TO-WIM", owners=["vera", "wim"])
+        bought_by_zeno = _home(conn, url, serial="GW-BOUGHT-BY-ZENO", owners=["yara", "zeno"])
+        ids = dict(sql(conn, "SELECT username, user_id FROM users WHERE role = 'owner'"))
+
+    def state() -> dict[str, tuple[bool, int]]:
+        """Per gateway: decommissioned or not, and how many readings its home still holds."""
+        with psycopg.connect(url) as conn:
+            rows = sql(
+                conn,
+                "SELECT g.gateway_serial, g.decommissioned_at IS NOT NULL, "
+                "(SELECT count(*) FROM energy_readings r WHERE r.site_id = g.site_id) FROM gateways g",
+            )
+        return {serial: (decommissioned, readings) for serial, decommissioned, readings in rows}
+
+    # Vera sold one home to Wim: erasing her takes the home only she owned, with its gateway, and her
+    # period of the other; Wim's gateway stays in service.
+    await erase(database, ids["vera"])
+    assert await revoke_queued(database, certs_dir) == ["GW-VERA-ONLY"]
+    assert state() == {"GW-SOLD-TO-WIM": (False, 1), "GW-BOUGHT-BY-ZENO": (False, 2)}
+    # Zeno bought his home from Yara: erasing him keeps the home for Yara's period, but its gateway, which
+    # from now on measures only his household, is decommissioned and revoked.
+    await erase(database, ids["zeno"])
+    assert await revoke_queued(database, certs_dir) == ["GW-BOUGHT-BY-ZENO"]
+    assert state() == {"GW-SOLD-TO-WIM": (False, 1), "GW-BOUGHT-BY-ZENO": (True, 1)}
+    # Wim's home is his alone now (Vera's period went with her): erasing him takes it whole.
+    await erase(database, ids["wim"])
+    assert await revoke_queued(database, certs_dir) == ["GW-SOLD-TO-WIM"]
+    assert state() == {"GW-BOUGHT-BY-ZENO": (True, 1)}
+    with psycopg.connect(url) as conn:
+        sites = {row[0] for row in sql(conn, "SELECT site_id FROM sites")}
+    assert (only_vera in sites, sold_to_wim in sites, bought_by_zeno in sites) == (False, False, True)
 
 
 async def test_erasure_of_someone_unknown_is_refused(database: Database):
@@ -479,7 +580,7 @@ async def test_when_retention_removes_an_account_its_sites_address_is_shredded_w
     with psycopg.connect(database.owner_url) as conn:
         key_id = sql(conn, "SELECT key_id FROM users WHERE user_id = %s", gone.user_id)[0][0]
         key = as_owner(database.owner_url, load_key, keyring, key_id)
-        sealed = seal_json(key, {"street": "Dorpsstraat"}, context="sites.address")
+        sealed = seal_json(key, {"street": "Dorpsstraat"}, context=SITES_ADDRESS.at(gone.site_id, key_id))
         sql(
             conn,
             "UPDATE sites SET postcode_area = '3511', address_key_id = %s, address_ciphertext = %s "

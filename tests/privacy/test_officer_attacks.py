@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from ops.localstack import PostgresCluster
+from privacy.keys.ledger import ErasureEntry, ErasureLedger
 from retention.worker import run_retention
 from tests.fixtures.database import Database, copy_of, drop, freeze_as_template
 from tests.fixtures.portal import Person, Portal, in_days, running_portal
@@ -143,6 +144,10 @@ def anna_exists(world: World) -> bool:
     return world.portal.sql("SELECT count(*) FROM users WHERE username = 'anna'") == [(1,)]
 
 
+def ledger_entries(world: World) -> list[ErasureEntry]:
+    return ErasureLedger(world.portal.database.erasure_ledger_file).entries()
+
+
 async def test_one_officer_alone_cannot_erase_anyone_and_a_second_must_approve(world: World):
     olga, oscar, pia = world.olga, world.oscar, world.pia
     # Olga files an erasure for Anna (a letter reached her) and tries to carry it out alone.
@@ -184,6 +189,7 @@ async def test_one_officer_alone_cannot_erase_anyone_and_a_second_must_approve(w
             world, officer, "POST", request_url(request_id, "/status"), {"status": "completed"}, expect=409
         )
     assert anna_exists(world)
+    assert ledger_entries(world) == []  # nothing refused reached the erasure ledger
     # The owner and the resident have no say in it at all.
     for person in (world.anna, world.rita, world.ivo):
         response = await world.portal.client.post(
@@ -215,6 +221,76 @@ async def test_one_officer_alone_cannot_erase_anyone_and_a_second_must_approve(w
         request_id,
     )
     assert stored == [(world.user_id(oscar), world.user_id(pia), True)]
+    # The approval wrote the erasure to the ledger before it committed, the database records it as applied,
+    # and Anna's home's gateway waits for the revocation worker.
+    [entry] = ledger_entries(world)
+    assert entry.subject_user_id == world.user_id(world.anna)
+    assert world.portal.sql("SELECT entry_id, subject_user_id, applied_by FROM applied_erasures") == [
+        (entry.entry_id, world.user_id(world.anna), "erasure")
+    ]
+    assert world.portal.sql("SELECT gateway_serial, reason FROM gateway_revocations") == [(SERIAL, "deleted")]
+
+
+async def test_an_approval_whose_proposer_is_gone_erases_nothing_and_writes_nothing_to_the_ledger(
+    world: World,
+):
+    # Oscar proposes Anna's erasure, then his own account goes (removed by the operator, say). The database
+    # would refuse to complete the erasure without a proposer who is a privacy officer; the approval is
+    # refused before anything is erased, so the ledger holds no erasure the database then lacks (which
+    # would keep every service from starting, and have `thuis erasures reapply` erase Anna regardless).
+    request_id = await file(world, world.anna, {"kind": "erasure"})
+    await call(world, world.oscar, "POST", request_url(request_id, "/proposal"), {}, expect=200)
+    world.portal.sql("DELETE FROM sessions WHERE user_id = %s", world.user_id(world.oscar))
+    world.portal.sql("DELETE FROM users WHERE username = 'oscar'")
+    refused = await call(
+        world, world.pia, "POST", request_url(request_id, "/approval"), {"decision": "approve"}, expect=409
+    )
+    assert refused["detail"].startswith(
+        f"the privacy officer who proposed request {request_id} has no account"
+    )
+    assert anna_exists(world)
+    assert ledger_entries(world) == []
+    assert world.portal.sql("SELECT count(*) FROM applied_erasures") == [(0,)]
+    # Rejected, proposed again by an officer who is there and approved by another, it is carried out.
+    await call(
+        world,
+        world.pia,
+        "POST",
+        request_url(request_id, "/approval"),
+        {"decision": "reject", "note": "the proposer left"},
+        expect=200,
+    )
+    await call(world, world.olga, "POST", request_url(request_id, "/proposal"), {}, expect=200)
+    await call(
+        world, world.pia, "POST", request_url(request_id, "/approval"), {"decision": "approve"}, expect=200
+    )
+    assert not anna_exists(world)
+    assert [entry.subject_user_id for entry in ledger_entries(world)] == [world.user_id(world.anna)]
+
+
+async def test_an_approval_whose_erasure_cannot_be_written_to_the_ledger_erases_nothing_and_says_so(
+    world: World, tmp_path: Path
+):
+    # The ledger beside the keyring cannot be written (a full disk, a volume gone): the erasure is not
+    # carried out, the approval is not recorded, and the officer is told why, not given a bare 500.
+    request_id = await file(world, world.anna, {"kind": "erasure"})
+    await call(world, world.olga, "POST", request_url(request_id, "/proposal"), {}, expect=200)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the ledger's folder should be")
+    assert world.portal.app is not None
+    world.portal.app.state.erasure_ledger = ErasureLedger(blocked / "erasure-ledger.jsonl")
+    refused = await call(
+        world, world.oscar, "POST", request_url(request_id, "/approval"), {"decision": "approve"}, expect=503
+    )
+    assert refused["detail"] == (
+        f"request {request_id}: the erasure ledger cannot be written, so nothing was erased; the operator "
+        "must make it writable before the erasure is approved again"
+    )
+    assert anna_exists(world)
+    assert world.portal.sql(
+        "SELECT status, approved_at FROM subject_requests WHERE request_id = %s", request_id
+    ) == [("in_progress", None)]
+    assert world.portal.sql("SELECT count(*) FROM applied_erasures") == [(0,)]
 
 
 async def test_a_proposal_is_rejected_with_a_note_and_only_an_erasure_takes_one(world: World):

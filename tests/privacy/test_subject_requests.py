@@ -18,7 +18,12 @@ from hypothesis import strategies as st
 
 from api.schemas.privacy import _iban_problem
 from privacy.keys.crypto import open_json, seal_json
-from privacy.keys.fields import CONTRACTS_HOLDER, MARKETING_CONTACTS_CONTACT, WEBSHOP_ORDERS_CUSTOMER
+from privacy.keys.fields import (
+    CONTRACTS_HOLDER,
+    MARKETING_CONTACTS_CONTACT,
+    WEBSHOP_ORDERS_CUSTOMER,
+    SealedColumn,
+)
 from privacy.keys.subject_keys import create_key, load_key
 from privacy.subjects.access_export_queries import TABLES
 from tests.fixtures.database import Database
@@ -93,14 +98,24 @@ async def set_status(
     return result
 
 
+def next_row_key(conn: psycopg.Connection, column: SealedColumn) -> int:
+    """Reserve the key of a row to insert by hand, as privacy.keys.subject_keys.reserve_row_key does."""
+    row = conn.execute(
+        "SELECT nextval(pg_get_serial_sequence(%s, %s))", (column.table, column.row_key)
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def contract_holder(database: Database, user_id: int) -> dict[str, Any]:
     with psycopg.connect(database.owner_url) as conn:
         row = conn.execute(
-            "SELECT key_id, holder_ciphertext FROM contracts WHERE holder_user_id = %s", (user_id,)
+            "SELECT contract_id, key_id, holder_ciphertext FROM contracts WHERE holder_user_id = %s",
+            (user_id,),
         ).fetchone()
         assert row is not None
-        key = as_owner(database.owner_url, load_key, database.keyring, row[0])
-        return open_json(key, row[1], context=CONTRACTS_HOLDER)
+        key = as_owner(database.owner_url, load_key, database.keyring, row[1])
+        return open_json(key, row[2], context=CONTRACTS_HOLDER.at(row[0], row[1]))
 
 
 async def test_a_request_is_due_28_days_after_receipt_and_its_trail_records_every_change(world: World):
@@ -295,21 +310,32 @@ def seed_anna(world: World) -> dict[str, Any]:
     )
     with psycopg.connect(database.owner_url) as conn:
         order = as_owner(database.owner_url, create_key, database.keyring, scope="order")
-        customer = seal_json(order.data_key, {"phone": "+31 6 1234 5678"}, context=WEBSHOP_ORDERS_CUSTOMER)
+        order_id = next_row_key(conn, WEBSHOP_ORDERS_CUSTOMER)
+        customer = seal_json(
+            order.data_key,
+            {"phone": "+31 6 1234 5678"},
+            context=WEBSHOP_ORDERS_CUSTOMER.at(order_id, order.key_id),
+        )
         conn.execute(
-            "INSERT INTO webshop_orders (ordered_at, products, customer_user_id, key_id, "
-            "customer_ciphertext) VALUES (now(), '[\"P1 dongle\"]', %s, %s, %s)",
-            (world.user_id(world.anna), order.key_id, customer),
+            "INSERT INTO webshop_orders (order_id, ordered_at, products, customer_user_id, key_id, "
+            "customer_ciphertext) OVERRIDING SYSTEM VALUE VALUES (%s, now(), '[\"P1 dongle\"]', %s, %s, %s)",
+            (order_id, world.user_id(world.anna), order.key_id, customer),
         )
         marketing = as_owner(database.owner_url, create_key, database.keyring, scope="marketing")
+        contact_id = next_row_key(conn, MARKETING_CONTACTS_CONTACT)
         contact = {"email": EMAIL, "name": "Anna dV"}
         conn.execute(
-            "INSERT INTO marketing_contacts (last_activity_at, key_id, email_hash, contact_ciphertext) "
-            "VALUES (now(), %s, %s, %s)",
+            "INSERT INTO marketing_contacts (contact_id, last_activity_at, key_id, email_hash, "
+            "contact_ciphertext) OVERRIDING SYSTEM VALUE VALUES (%s, now(), %s, %s, %s)",
             (
+                contact_id,
                 marketing.key_id,
                 database.keyring.email_hash(EMAIL),
-                seal_json(marketing.data_key, contact, context=MARKETING_CONTACTS_CONTACT),
+                seal_json(
+                    marketing.data_key,
+                    contact,
+                    context=MARKETING_CONTACTS_CONTACT.at(contact_id, marketing.key_id),
+                ),
             ),
         )
     return {"device_id": device, "energy_readings": 12001}

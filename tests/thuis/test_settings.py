@@ -45,8 +45,14 @@ COMMANDS = [
 ]
 
 
-def run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("THUIS_")} | env
+# Every process that serves data needs the erasure ledger; a path that does not exist is an empty ledger.
+LEDGER = {"THUIS_ERASURE_LEDGER_FILE": "/nonexistent/erasure-ledger.jsonl"}
+
+
+def run(command: list[str], *, without: tuple[str, ...] = (), **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("THUIS_")} | LEDGER | env
+    for name in without:
+        environment.pop(name)
     return subprocess.run(
         [sys.executable, "-m", "cli", *command],
         env=environment,
@@ -140,6 +146,34 @@ def test_a_missing_variable_is_named():
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
     assert "THUIS_MQTT_CA_FILE is not set" in output
+    assert "p-9q" not in output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [c for c in COMMANDS if c[0] in ("ingest", "api", "rollup", "export") or c[:2] == ["retention", "run"]],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_a_process_that_serves_data_refuses_to_start_without_the_erasure_ledger(
+    command: list[str], tmp_path: Path
+):
+    keyring = tmp_path / "keyring.toml"
+    write_keyring(keyring, new_keyring("test-1"))
+    result = run(
+        command,
+        without=("THUIS_ERASURE_LEDGER_FILE",),
+        THUIS_ENVIRONMENT="test",
+        THUIS_DATABASE_URL="postgresql://u:p-9q@localhost/thuis",
+        THUIS_API_SECRET_KEY=API_KEY,
+        THUIS_KEYRING_FILE=str(keyring),
+        THUIS_MQTT_CA_FILE="/nonexistent/ca.crt",
+        THUIS_MQTT_CERT_FILE="/nonexistent/c.crt",
+        THUIS_MQTT_KEY_FILE="/nonexistent/c.key",
+        **PORTAL_MAIL,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "THUIS_ERASURE_LEDGER_FILE" in output
     assert "p-9q" not in output
 
 

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from api.app import create_app
 from ops.localstack import PostgresCluster
-from tests.fixtures.database import Database, copy_of, drop, freeze_as_template
-from tests.fixtures.portal import Person, Portal, in_days, portal_settings, running_portal
-from tests.support import blocking
+from tests.fixtures.database import Database
+from tests.fixtures.portal import (
+    Person,
+    Portal,
+    built_once,
+    in_days,
+    portal_on_copy,
+    portal_settings,
+    running_portal,
+)
 
 SITE_A_LABEL = "Huize Anna, Kerkstraat 12"
 SERIAL_A = "MAXEM-A1B2C3"
@@ -230,12 +237,9 @@ async def build_world(database: Database) -> WorldTemplate:
 def world_template(
     pg_cluster: PostgresCluster, template_database: str, workdir: Path
 ) -> Iterator[WorldTemplate]:
-    """Build the world once for the module: making ten accounts and signing them in costs seconds."""
-    database = copy_of(pg_cluster, template_database, keyring_file=None, workdir=workdir)
-    template = blocking(build_world(database))
-    freeze_as_template(pg_cluster, database)
-    yield template
-    drop(pg_cluster, database)
+    """Build the world once for the module: ten accounts, signed in."""
+    with built_once(pg_cluster, template_database, workdir, build_world) as template:
+        yield template
 
 
 @pytest.fixture
@@ -243,28 +247,19 @@ async def world(
     pg_cluster: PostgresCluster, world_template: WorldTemplate, workdir: Path
 ) -> AsyncIterator[World]:
     """A copy of the world for one test: the same people, signed in with the same sessions."""
-    copy = copy_of(
-        pg_cluster,
-        world_template.database.name,
-        keyring_file=world_template.database.keyring_file,
-        workdir=workdir,
-    )
-    try:
-        async with running_portal(copy) as portal:
-            portal.people.update({name: replace(person) for name, person in world_template.people.items()})
-            yield World(
-                portal,
-                world_template.site_a,
-                world_template.site_b,
-                world_template.device_a,
-                world_template.grant_a,
-                world_template.assignment_a,
-                world_template.request_a,
-                world_template.project_a,
-                world_template.invitation_b,
-            )
-    finally:
-        drop(pg_cluster, copy)
+    template = world_template
+    async with portal_on_copy(pg_cluster, template.database, template.people, workdir) as portal:
+        yield World(
+            portal,
+            template.site_a,
+            template.site_b,
+            template.device_a,
+            template.grant_a,
+            template.assignment_a,
+            template.request_a,
+            template.project_a,
+            template.invitation_b,
+        )
 
 
 def request_for(world: World, method: str, path: str) -> tuple[str, dict[str, object] | None]:

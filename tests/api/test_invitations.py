@@ -15,7 +15,7 @@ import statistics
 import time
 import zipfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,8 @@ import httpx
 import pytest
 
 from ops.localstack import PostgresCluster
-from tests.fixtures.database import Database, copy_of, drop, freeze_as_template
-from tests.fixtures.portal import Person, Portal, running_portal
-from tests.support import blocking
+from tests.fixtures.database import Database
+from tests.fixtures.portal import Person, Portal, built_once, portal_on_copy, running_portal
 
 SERIAL = "MAXEM-GRACHT1"
 LATE_IP = "203.0.113.50"
@@ -95,30 +94,19 @@ async def build(database: Database) -> Template:
 
 @pytest.fixture(scope="module")
 def template(pg_cluster: PostgresCluster, template_database: str, workdir: Path) -> Iterator[Template]:
-    database = copy_of(pg_cluster, template_database, keyring_file=None, workdir=workdir)
-    built = blocking(build(database))
-    freeze_as_template(pg_cluster, database)
-    yield built
-    drop(pg_cluster, database)
+    with built_once(pg_cluster, template_database, workdir, build) as built:
+        yield built
 
 
 @pytest.fixture
 async def world(pg_cluster: PostgresCluster, template: Template, workdir: Path) -> AsyncIterator[World]:
-    copy = copy_of(
-        pg_cluster, template.database.name, keyring_file=template.database.keyring_file, workdir=workdir
-    )
-    try:
-        async with running_portal(copy) as portal:
-            people = {name: replace(person) for name, person in template.people.items()}
-            portal.people.update(people)
-            yield World(
-                portal,
-                *(people[name] for name in ("anna", "bert", "rita", "rob", "olga")),
-                template.site_id,
-                template.bert_site,
-            )
-    finally:
-        drop(pg_cluster, copy)
+    async with portal_on_copy(pg_cluster, template.database, template.people, workdir) as portal:
+        yield World(
+            portal,
+            *(portal.people[name] for name in ("anna", "bert", "rita", "rob", "olga")),
+            template.site_id,
+            template.bert_site,
+        )
 
 
 async def test_a_grant_gives_no_access_until_the_resident_accepts_it(world: World):

@@ -27,9 +27,8 @@ import pytest
 from ops.accounts import set_site_owner
 from ops.localstack import PostgresCluster
 from rollup.worker import drain_pending
-from tests.fixtures.database import Database, copy_of, drop, freeze_as_template
-from tests.fixtures.portal import Person, Portal, in_days, running_portal
-from tests.support import blocking
+from tests.fixtures.database import Database
+from tests.fixtures.portal import Person, Portal, built_once, in_days, portal_on_copy, running_portal
 from thuis.db import connection
 
 ZONE = zoneinfo.ZoneInfo("Europe/Amsterdam")
@@ -190,24 +189,14 @@ async def hand_over(database: Database, site_id: int, *, to: str) -> None:
 
 @pytest.fixture(scope="module")
 def handover(pg_cluster: PostgresCluster, template_database: str, workdir: Path) -> Iterator[Handover]:
-    database = copy_of(pg_cluster, template_database, keyring_file=None, workdir=workdir)
-    built = blocking(build_handover(database))
-    freeze_as_template(pg_cluster, database)
-    yield built
-    drop(pg_cluster, database)
+    with built_once(pg_cluster, template_database, workdir, build_handover) as built:
+        yield built
 
 
 @pytest.fixture
 async def world(pg_cluster: PostgresCluster, handover: Handover, workdir: Path) -> AsyncIterator[World]:
-    copy = copy_of(
-        pg_cluster, handover.database.name, keyring_file=handover.database.keyring_file, workdir=workdir
-    )
-    try:
-        async with running_portal(copy) as portal:
-            portal.people.update({name: replace(person) for name, person in handover.people.items()})
-            yield World(portal, replace(handover, database=copy))
-    finally:
-        drop(pg_cluster, copy)
+    async with portal_on_copy(pg_cluster, handover.database, handover.people, workdir) as portal:
+        yield World(portal, replace(handover, database=portal.database))
 
 
 def window(world: World) -> dict[str, str]:

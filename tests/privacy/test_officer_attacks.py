@@ -11,7 +11,7 @@ import io
 import json
 import zipfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, LiteralString, cast
 
@@ -22,9 +22,8 @@ import pytest
 from ops.localstack import PostgresCluster
 from privacy.keys.ledger import ErasureEntry, ErasureLedger
 from retention.worker import run_retention
-from tests.fixtures.database import Database, copy_of, drop, freeze_as_template
-from tests.fixtures.portal import Person, Portal, in_days, running_portal
-from tests.support import blocking
+from tests.fixtures.database import Database
+from tests.fixtures.portal import Person, Portal, built_once, in_days, portal_on_copy, running_portal
 from thuis.catalogue import load_catalogue
 
 EMAIL = "anna@example.org"
@@ -91,12 +90,9 @@ async def build_world(database: Database) -> WorldTemplate:
 def world_template(
     pg_cluster: PostgresCluster, template_database: str, workdir: Path
 ) -> Iterator[WorldTemplate]:
-    """Build the world once for the module: six accounts (three with TOTP) signed in cost seconds."""
-    database = copy_of(pg_cluster, template_database, keyring_file=None, workdir=workdir)
-    template = blocking(build_world(database))
-    freeze_as_template(pg_cluster, database)
-    yield template
-    drop(pg_cluster, database)
+    """Build the world once for the module: six accounts (three with TOTP), signed in."""
+    with built_once(pg_cluster, template_database, workdir, build_world) as template:
+        yield template
 
 
 @pytest.fixture
@@ -104,19 +100,8 @@ async def world(
     pg_cluster: PostgresCluster, world_template: WorldTemplate, workdir: Path
 ) -> AsyncIterator[World]:
     """A copy of the world for one test: the same people, signed in with the same sessions."""
-    copy = copy_of(
-        pg_cluster,
-        world_template.database.name,
-        keyring_file=world_template.database.keyring_file,
-        workdir=workdir,
-    )
-    try:
-        async with running_portal(copy) as portal:
-            portal.people.update({name: replace(person) for name, person in world_template.people.items()})
-            people = [portal.people[name] for name in PEOPLE]
-            yield World(portal, *people, world_template.site_id)
-    finally:
-        drop(pg_cluster, copy)
+    async with portal_on_copy(pg_cluster, world_template.database, world_template.people, workdir) as portal:
+        yield World(portal, *(portal.people[name] for name in PEOPLE), world_template.site_id)
 
 
 async def call(
